@@ -1,0 +1,9 @@
+"""mailctl commands: ops."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Adds this module's commands to the root app."""

@@ -1,0 +1,110 @@
+"""The operator config: where the system lives and how to send. One pydantic model.
+
+Looked up as `--config PATH`, else `$MAILCTL_CONFIG`, else `./mailctl.yaml`; when none exists the
+defaults below apply (the names the SAM template and `mailctl local up` create).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mailctl.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "mailctl.yaml"
+LOCAL_PORT = 4599
+# Lambda's default rate the local worker and the sender use when nothing says otherwise.
+DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS = 15 * 24 * 3600  # longer than the DLQ's 14-day retention
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AwsSettings(_Strict):
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:4599 for `mailctl local up`")
+
+
+class SendingSettings(_Strict):
+    chunk_size: int = Field(default=100, ge=1, le=1000, description="recipients per SQS message")
+    concurrency: int = Field(default=8, ge=1, le=64, description="SendMessageBatch calls in flight")
+    idempotency_shards: int = Field(default=1, ge=1, le=64, description="partition keys per job (~500 sends/s each)")
+    configuration_set: str | None = None
+
+
+class SenderSettings(_Strict):
+    """How the sender (Lambda, or the local worker) behaves; mirrored into its environment."""
+
+    batch_size: int = Field(default=5, ge=1, le=10)
+    max_concurrency: int = Field(default=2, ge=1, le=1000, description="ScalingConfig.MaximumConcurrency")
+    rate_per_second: float = Field(default=50.0, gt=0, description="SES sends per second per invocation")
+    send_concurrency: int = Field(default=10, ge=1, le=100, description="concurrent SES calls per chunk")
+    idempotency_expiry_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, ge=60)
+    timeout_seconds: int = Field(default=60, ge=3, le=900, description="the function's timeout")
+
+
+class Config(_Strict):
+    aws: AwsSettings = AwsSettings()
+    queue: str = "mailctl-jobs"
+    dead_letter_queue: str = "mailctl-jobs-dlq"
+    bucket: str = "mailctl-payloads"
+    table: str = "mailctl-state"
+    sender_function: str = "mailctl-sender"
+    sending: SendingSettings = SendingSettings()
+    sender: SenderSettings = SenderSettings()
+    source: str | None = Field(default=None, exclude=True, description="the file this was read from")
+
+
+def format_validation_error(source: str, exc: ValidationError) -> tuple[str, str | None]:
+    """First problem as `file: a.b.c: message`, and a hint when the key is unknown."""
+    error = exc.errors()[0]
+    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"]
+    hint = None
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+        hint = "check the spelling; see config.example.yaml for the keys mailctl knows"
+    extra = len(exc.errors()) - 1
+    if extra > 0:
+        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+    return f"{source}: {path}: {message}", hint
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    explicit = path or os.environ.get("MAILCTL_CONFIG")
+    candidate = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    if not candidate.exists():
+        if explicit:
+            raise ConfigError(f"{candidate}: config file not found", hint="pass --config PATH or set MAILCTL_CONFIG")
+        return Config()
+    data = read_yaml(candidate) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{candidate}: expected a mapping of settings at the top level")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        message, hint = format_validation_error(str(candidate), exc)
+        raise ConfigError(message, hint=hint) from None
+    config.source = str(candidate)
+    return config
