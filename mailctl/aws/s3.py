@@ -1,0 +1,46 @@
+"""S3 adapter: template bundles, job row files, and extended-client payloads."""
+
+from __future__ import annotations
+
+from mailctl.aws.errors import aws_call, error_code
+from botocore.exceptions import ClientError
+
+
+class S3Store:
+    def __init__(self, client, bucket: str):
+        self.client = client
+        self.bucket = bucket
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        with aws_call(f"bucket {self.bucket}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_file(self, key: str, path: str) -> None:
+        with aws_call(f"bucket {self.bucket}"):
+            self.client.upload_file(path, self.bucket, key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            with aws_call(f"bucket {self.bucket}"):
+                raise
+
+    def get(self, key: str, bucket: str | None = None) -> bytes:
+        with aws_call(f"s3://{bucket or self.bucket}/{key}"):
+            return self.client.get_object(Bucket=bucket or self.bucket, Key=key)["Body"].read()
+
+    def download(self, key: str, path: str) -> None:
+        with aws_call(f"s3://{self.bucket}/{key}"):
+            self.client.download_file(self.bucket, key, path)
+
+    def delete(self, key: str, bucket: str | None = None) -> None:
+        with aws_call(f"s3://{bucket or self.bucket}/{key}"):
+            self.client.delete_object(Bucket=bucket or self.bucket, Key=key)
+
+    def check_bucket(self) -> None:
+        with aws_call(f"bucket {self.bucket}"):
+            self.client.head_bucket(Bucket=self.bucket)
