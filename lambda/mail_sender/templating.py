@@ -75,6 +75,7 @@ class TemplateSet:
         self._compiled = {}
         self.variables: frozenset[str] = frozenset()
         used: set[str] = set()
+        self.part_variables: dict[str, frozenset[str]] = {}
         for part, source in self.sources.items():
             if source is None:
                 continue
@@ -84,9 +85,13 @@ class TemplateSet:
             except TemplateSyntaxError as exc:
                 raise TemplateProblem(part, exc.message or "syntax error", exc.lineno) from None
             _refuse_unsafe(part, tree)
-            used |= meta.find_undeclared_variables(tree)
+            names = meta.find_undeclared_variables(tree)
+            self.part_variables[part] = frozenset(names)
+            used |= names
             self._compiled[part] = env.from_string(tree)
         self.variables = frozenset(used)
+        # Variables whose values end up in a header (Subject, List-Unsubscribe): no control characters.
+        self.header_variables = self.part_variables.get("subject", frozenset()) | self.part_variables.get("unsubscribe_url", frozenset())
         # Occurrences per variable, to bound a rendered message's size without rendering it.
         self.uses = {name: sum((s or "").count(name) for s in self.sources.values()) for name in self.variables}
         self.static_size = sum(len((s or "").encode()) for s in self.sources.values())

@@ -98,3 +98,125 @@ class StateTable:
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def set_manifest_state(self, job_id: str, state: str, **fields: Any) -> dict[str, Any] | None:
+        """Sets a job's state (and `fields`) only if its manifest exists; the updated manifest, or None.
+
+        Conditional, unlike update_manifest: a cancel racing a typo must not create a job.
+        """
+        from botocore.exceptions import ClientError  # local: the module's other verbs never need it
+
+        updates = {"state": state, **fields}
+        names = {f"#f{i}": name for i, name in enumerate(updates)}
+        names["#sk"] = SK_ATTR
+        values = {f":v{i}": _serializer.serialize(value) for i, value in enumerate(updates.values())}
+        try:
+            with aws_call(f"table {self.table}"):
+                response = self.client.update_item(
+                    TableName=self.table,
+                    Key=to_item({PK_ATTR: JOBS_PK, SK_ATTR: job_id}),
+                    UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(updates))),
+                    ConditionExpression="attribute_exists(#sk)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+        except Exception as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    def time_to_live(self) -> dict[str, Any]:
+        """DescribeTimeToLive: {"TimeToLiveStatus": "ENABLED"|"DISABLED"|..., "AttributeName": ...}."""
+        with aws_call(f"table {self.table}"):
+            return self.client.describe_time_to_live(TableName=self.table).get("TimeToLiveDescription", {})
+
+    def failure_reasons(self, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The sender's failure items (pk="failures", sk=<SQS message id>) for these ids, by id.
+
+        BatchGetItem, 100 keys a call, retrying what DynamoDB leaves unprocessed."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(message_ids))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {"Keys": [to_item({PK_ATTR: "failures", SK_ATTR: mid}) for mid in unique[start:start + 100]]}
+            }
+            for _attempt in range(8):
+                with aws_call(f"table {self.table}"):
+                    response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    values = from_item(item)
+                    found[values[SK_ATTR]] = values
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
+    def job_record_items(self, job_id: str, shards: int = 1, segments: int = 16, workers: int = 16) -> Iterator[list[dict[str, Any]]]:
+        """A job's idempotency records as raw low-level items, page by page, fetched in parallel.
+
+        Every record's sort key is "<IDEMPOTENCY_KEY_PREFIX>#<md5 hex>", so one partition splits into
+        16 `begins_with` ranges that are queried concurrently: a 1M-record job is ~250 Query pages,
+        and reading them one after another would take most of a minute. Items are not
+        deserialised here: callers read the few attributes they need (this is the hot path of
+        `mailctl status`)."""
+        import queue
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mail_sender.contract import IDEMPOTENCY_KEY_PREFIX
+
+        prefixes = [f"{IDEMPOTENCY_KEY_PREFIX}#{digit:x}" for digit in range(16)] if segments > 1 else [None]
+        tasks = [(job_partition(job_id, shard, shards), prefix) for shard in range(max(shards, 1)) for prefix in prefixes]
+
+        def fetch(task: tuple[str, str | None]) -> None:
+            partition, prefix = task
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#pk = :pk" + (" AND begins_with(#sk, :prefix)" if prefix else ""),
+                "ExpressionAttributeNames": {"#pk": PK_ATTR, **({"#sk": SK_ATTR} if prefix else {})},
+                "ExpressionAttributeValues": {":pk": {"S": partition}, **({":prefix": {"S": prefix}} if prefix else {})},
+            }
+            try:
+                while not stop.is_set():
+                    with aws_call(f"table {self.table}"):
+                        response = self.client.query(**kwargs)
+                    put(response.get("Items", []))
+                    if "LastEvaluatedKey" not in response:
+                        break
+                    kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                put(exc)
+            finally:
+                put(done)
+
+        # Pages stream through a bounded queue so that memory holds a few pages, not the job.
+        pages: queue.Queue = queue.Queue(maxsize=max(4, workers * 2))
+        stop = threading.Event()
+        done = object()
+
+        def put(value: Any) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(value, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks))))
+        futures = [pool.submit(fetch, task) for task in tasks]
+        try:
+            finished = 0
+            while finished < len(futures):
+                value = pages.get()
+                if value is done:
+                    finished += 1
+                elif isinstance(value, BaseException):
+                    raise value
+                else:
+                    yield value
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -44,3 +44,14 @@ class S3Store:
     def check_bucket(self) -> None:
         with aws_call(f"bucket {self.bucket}"):
             self.client.head_bucket(Bucket=self.bucket)
+
+    def lifecycle_rules(self) -> list[dict]:
+        """The bucket's lifecycle rules as S3 returns them; [] when it has no lifecycle configuration."""
+        try:
+            response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchLifecycleConfiguration":
+                return []
+            with aws_call(f"bucket {self.bucket}"):
+                raise
+        return response.get("Rules", [])

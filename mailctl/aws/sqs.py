@@ -61,3 +61,103 @@ class SqsQueue:
         with aws_call(f"queue {self.name}"):
             response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
         return [s["Id"] for s in response.get("Successful", [])], response.get("Failed", [])
+
+    def receive(self, max_messages: int, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """ReceiveMessage with every system and message attribute, in the API's shapes.
+
+        (MessageSystemAttributeNames is the current name of the deprecated AttributeNames.)"""
+        with aws_call(f"queue {self.name}"):
+            response = self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=max(1, min(max_messages, 10)),
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        return response.get("Messages", [])
+
+    def delete_batch(self, receipt_handles: list[str]) -> list[dict[str, Any]]:
+        """DeleteMessageBatch in groups of 10; returns the entries SQS failed to delete."""
+        failed: list[dict[str, Any]] = []
+        for start in range(0, len(receipt_handles), 10):
+            entries = [{"Id": str(start + i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles[start:start + 10])]
+            with aws_call(f"queue {self.name}"):
+                response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            failed.extend(response.get("Failed", []))
+        return failed
+
+    def extend_visibility(self, receipt_handles: list[str], seconds: int) -> list[dict[str, Any]]:
+        """ChangeMessageVisibilityBatch in groups of 10; returns the entries SQS failed to change."""
+        failed: list[dict[str, Any]] = []
+        for start in range(0, len(receipt_handles), 10):
+            entries = [
+                {"Id": str(start + i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                for i, h in enumerate(receipt_handles[start:start + 10])
+            ]
+            with aws_call(f"queue {self.name}"):
+                response = self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            failed.extend(response.get("Failed", []))
+        return failed
+
+    def receive_hidden(self, max_messages: int, visibility_timeout: int, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """ReceiveMessage that hides what it returns for `visibility_timeout` seconds only (a peek)."""
+        with aws_call(f"queue {self.name}"):
+            response = self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=max(1, min(max_messages, 10)),
+                VisibilityTimeout=visibility_timeout,
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        return response.get("Messages", [])
+
+    # --- DLQ redrive by SQS itself (StartMessageMoveTask); None/[] where the endpoint lacks it ----
+
+    def _move_api(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        def unimplemented(response=None, **_: Any) -> None:
+            # moto answers these operations with an HTML 500 page; a real 500 from SQS is JSON with
+            # an AWS error code and stays retryable. Raising here skips botocore's retry backoff.
+            if response and response[0] is not None and response[0].status_code == 500:
+                code = str(response[1].get("Error", {}).get("Code", ""))
+                if code.isdigit() or b"not been implemented" in (response[0].content or b""):
+                    raise NotImplementedError(operation)
+
+        event = f"needs-retry.sqs.{operation}"
+        self.client.meta.events.register(event, unimplemented, unique_id=f"mailctl-unimplemented-{operation}")
+        method = {
+            "StartMessageMoveTask": self.client.start_message_move_task,
+            "ListMessageMoveTasks": self.client.list_message_move_tasks,
+            "CancelMessageMoveTask": self.client.cancel_message_move_task,
+        }[operation]
+        try:
+            with aws_call(f"queue {self.name}: {operation}"):
+                return method(**kwargs)
+        except NotImplementedError:  # in-process moto raises it directly
+            return None
+        except Exception as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and str(cause.response.get("Error", {}).get("Code", "")) in {"500", "NotImplemented", "InvalidAction"}:
+                return None
+            raise
+
+    def start_move_task(self, max_per_second: int | None = None) -> str | None:
+        """Moves this (dead-letter) queue's messages back to their source queues; the task handle,
+        or None when the endpoint does not implement StartMessageMoveTask."""
+        kwargs: dict[str, Any] = {"SourceArn": self.arn()}
+        if max_per_second:
+            kwargs["MaxNumberOfMessagesPerSecond"] = int(max_per_second)
+        response = self._move_api("StartMessageMoveTask", **kwargs)
+        return None if response is None else response["TaskHandle"]
+
+    def move_tasks(self) -> list[dict[str, Any]] | None:
+        """ListMessageMoveTasks for this queue as source (most recent first), or None if unsupported."""
+        response = self._move_api("ListMessageMoveTasks", SourceArn=self.arn(), MaxResults=10)
+        return None if response is None else response.get("Results", [])
+
+    def cancel_move_task(self, task_handle: str) -> int | None:
+        """CancelMessageMoveTask; the approximate number of messages already moved."""
+        response = self._move_api("CancelMessageMoveTask", TaskHandle=task_handle)
+        return None if response is None else int(response.get("ApproximateNumberOfMessagesMoved", 0))

@@ -1,9 +1,159 @@
-"""mailctl commands: send."""
+"""mailctl send: check a campaign, show the plan, enqueue it."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mailctl.campaign import load_campaign
+from mailctl.console import err, out, print_json
+from mailctl.context import app_context
+from mailctl.errors import UserError, ValidationFailed
+from mailctl.services import send as service
+
+SHOWN_PROBLEMS = 20
+
+
+def send(
+    ctx: typer.Context,
+    campaign_file: Path = typer.Argument(..., help="The campaign YAML (name, from, subject, html/text, recipients, ...).", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Enqueue without showing the plan and asking."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check every row and render a sample; touch no AWS resource."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Send only to the first N valid recipients.", show_default=False),
+    to: str = typer.Option(None, "--to", help="Send one sample (first row's data) to this test address instead.", show_default=False),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Send the valid rows; write the rejected ones to a CSV."),
+    rejected_file: Path = typer.Option(None, "--rejected-file", help="Where --skip-invalid writes rejected rows (default: <recipients>.rejected.csv).", show_default=False),
+    new_job: bool = typer.Option(False, "--new-job", help="Start a new job even if this campaign was sent or partly sent before."),
+    chunk_size: int = typer.Option(None, "--chunk-size", min=1, max=1000, help="Recipients per SQS message (default from config).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Check a whole campaign, then enqueue it on SQS (S3 overflow for oversized messages).
+
+    Every row is checked before anything is enqueued. Run the same command again after an
+    interruption to resume the job: chunks already on the queue are not sent twice.
+    """
+    app = app_context(ctx)
+    campaign = load_campaign(campaign_file)
+    config = app.config
+    if chunk_size:
+        config.sending.chunk_size = chunk_size
+    rejected_path = None
+    if skip_invalid:
+        rejected_path = rejected_file or campaign.recipients_path.with_suffix(".rejected.csv")
+
+    with Progress(TextColumn("checking rows"), TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("check", total=None)
+        check = service.check_recipients(campaign, limit=limit, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n))
+    try:
+        _report_problems(check)
+        if check.rejected and not skip_invalid:
+            raise ValidationFailed(
+                f"{check.source}: {check.rejected:,} invalid row{'s' if check.rejected != 1 else ''}; nothing was enqueued",
+                hint="fix them, or pass --skip-invalid to send the valid rows and write the rejected ones to a CSV",
+            )
+        if check.spooled == 0:
+            raise ValidationFailed(f"{check.source}: no valid recipients; nothing to send")
+        if to:
+            service.prepare_test_send(check, to)
+        job_id = service.job_id_for(campaign, check, config, limit=limit, to=to, new_job=new_job or bool(to))
+        _show_plan(campaign, check, config, job_id, dry_run)
+        if dry_run:
+            if as_json:
+                print_json({**_summary(job_id, check, config), "dry_run": True})
+            return
+        if not yes:
+            _confirm(check, job_id)
+        result = _enqueue(app, campaign, check, job_id, as_json)
+    finally:
+        check.discard()
+
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        if result.already_enqueued and not result.enqueued_now and result.resumed and result.state == "enqueued" and result.already_enqueued == result.messages:
+            err.print(f"job {result.job_id} was already enqueued in full; nothing sent again (pass --new-job to send again)")
+        out.print(result.job_id)
+        err.print(
+            f"enqueued job [bold]{result.job_id}[/]: {result.recipients:,} recipients in {result.messages:,} messages"
+            f" ({result.overflowed} through S3); follow it with: mailctl status {result.job_id}"
+        )
+
+
+def _summary(job_id: str, check: service.CheckResult, config) -> dict:
+    return {
+        "job_id": job_id, "recipients": check.spooled, "rejected": check.rejected, "duplicates": check.duplicates,
+        "messages": -(-check.spooled // config.sending.chunk_size), "bytes": check.spool_bytes,
+    }
+
+
+def _report_problems(check: service.CheckResult) -> None:
+    for problem in check.problems[:SHOWN_PROBLEMS]:
+        err.print(f"{check.source}:{problem.line}: {problem.reason}", markup=False, soft_wrap=True)
+    if check.rejected > SHOWN_PROBLEMS:
+        more = check.rejected - SHOWN_PROBLEMS
+        where = f"; all of them are in {check.rejected_file}" if check.rejected_file else ""
+        err.print(f"... and {more:,} more invalid row{'s' if more != 1 else ''}{where}", markup=False)
+    elif check.rejected_file and check.rejected:
+        err.print(f"rejected rows written to {check.rejected_file}", markup=False)
+    for line, first in check.duplicate_lines[:SHOWN_PROBLEMS]:
+        err.print(f"{check.source}:{line}: duplicate of line {first}; sent once", markup=False)
+    if check.duplicates > SHOWN_PROBLEMS:
+        err.print(f"... and {check.duplicates - SHOWN_PROBLEMS:,} more duplicates", markup=False)
+
+
+def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool) -> None:
+    from mail_sender.templating import TemplateProblem
+
+    summary = _summary(job_id, check, config)
+    table = Table(title=f"{'dry run: ' if dry_run else ''}plan for {campaign.name}", show_header=False, title_justify="left")
+    table.add_row("job", job_id)
+    table.add_row("recipients", f"{summary['recipients']:,}" + (f" (limit {check.spooled:,} of {check.accepted:,})" if check.spooled < check.accepted else ""))
+    table.add_row("rejected / duplicates", f"{check.rejected:,} / {check.duplicates:,}")
+    table.add_row("messages", f"{summary['messages']:,} of up to {config.sending.chunk_size} recipients")
+    table.add_row("bytes", f"{check.spool_bytes / 1048576:,.1f} MiB of recipient data")
+    table.add_row("queue", f"{config.queue} ({config.aws.endpoint_url or config.aws.region})")
+    sample_row = check.first_row or {}
+    try:
+        rendered = campaign.templates.render(sample_row)
+        table.add_row("sample subject", rendered.subject)
+        body = rendered.text or rendered.html or ""
+        table.add_row("sample body", body[:400] + ("…" if len(body) > 400 else ""))
+    except TemplateProblem as problem:
+        raise UserError(f"{campaign.path}: {problem}", hint="the first valid row could not be rendered") from None
+    err.print(table)
+
+
+def _confirm(check: service.CheckResult, job_id: str) -> None:
+    if not sys.stdin.isatty():
+        raise UserError("refusing to send without confirmation: standard input is not a terminal", hint="pass --yes to send, or --dry-run to check only")
+    answer = err.input(f"Enqueue {check.spooled:,} recipients as job {job_id}? [y/N] ")
+    if answer.strip().lower() not in {"y", "yes"}:
+        raise UserError("not sent: the answer was no")
+
+
+def _enqueue(app, campaign, check: service.CheckResult, job_id: str, as_json: bool) -> service.SendResult:
+    columns = [
+        TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TextColumn("recipients"),
+        TextColumn("{task.fields[messages]:,} messages, {task.fields[overflowed]} via S3"),
+        TextColumn("{task.speed_text}"), TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task("enqueue", total=check.spooled, messages=0, overflowed=0, speed_text="")
+        counts = {"messages": 0, "overflowed": 0}
+
+        def on_batch(recipients: int, messages: int, overflowed: int) -> None:
+            counts["messages"] += messages
+            counts["overflowed"] += overflowed
+            bar.update(task, advance=recipients, messages=counts["messages"], overflowed=counts["overflowed"])
+            speed = bar.tasks[0].speed
+            bar.update(task, speed_text=f"{speed:,.0f}/s" if speed else "")
+
+        return service.enqueue_job(app.clients, app.config, campaign, check, job_id, service.Progress(on_batch=on_batch))
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the root app."""
+    app.command("send")(send)

@@ -6,10 +6,17 @@ to the DLQ takes seconds, not the minutes AWS would use.
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 
+from botocore.exceptions import ClientError
+
+from mailctl.aws.errors import aws_call, error_code
+from mailctl.aws.lambda_ import LambdaAdapter
 from mailctl.aws.session import Clients
+from mailctl.local.worker import LOCAL_MEMORY_MB, sender_environment
 from mail_sender.contract import PK_ATTR, SK_ATTR
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -17,6 +24,20 @@ MAIN_RETENTION_SECONDS = 4 * 24 * 3600
 MAX_RECEIVE_COUNT = 5
 # Verified for the example campaigns; moto refuses mail from unverified senders, as SES does.
 LOCAL_SENDER_DOMAINS = ("example.com", "example.jp")
+SENDER_ROLE = "mailctl-sender-role"
+# AWS's lower bound for ScalingConfig.MaximumConcurrency; the local worker uses the config's value.
+MIN_MAXIMUM_CONCURRENCY = 2
+_LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+# The function record's code. Nothing runs it: `mailctl local worker` calls the real handler in-process.
+_PLACEHOLDER_SOURCE = (
+    "# Placeholder for the local stack's function record; `mailctl local worker` runs the real\n"
+    "# mail_sender.handler in-process instead.\n"
+    "def lambda_handler(event, context):\n"
+    "    raise RuntimeError('run `mailctl local worker`: this record is never invoked')\n"
+)
 
 
 @dataclass(frozen=True)
@@ -26,9 +47,21 @@ class Provisioned:
     dlq_arn: str
     bucket: str
     table: str
+    queue_arn: str = ""
+    function_arn: str | None = None
+    mapping_uuid: str | None = None
+    # Things provisioning could not do on this endpoint, for the operator to read.
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def provision(clients: Clients, visibility_timeout: int = 5, max_receive_count: int = MAX_RECEIVE_COUNT) -> Provisioned:
+def provision(
+    clients: Clients,
+    visibility_timeout: int = 5,
+    max_receive_count: int = MAX_RECEIVE_COUNT,
+    sender_function: bool = True,
+) -> Provisioned:
+    """Creates what is missing. With `sender_function`, also the sender's IAM role, function record
+    and event source mapping, so that `mailctl pause/resume/doctor` work on the local stack."""
     config = clients.config
     sqs = clients.sqs
     dlq_url = sqs.create_queue(
@@ -80,4 +113,112 @@ def provision(clients: Clients, visibility_timeout: int = 5, max_receive_count: 
     for domain in LOCAL_SENDER_DOMAINS:
         ses.verify_domain_identity(Domain=domain)
 
-    return Provisioned(queue_url=queue_url, dlq_url=dlq_url, dlq_arn=dlq_arn, bucket=config.bucket, table=config.table)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    function_arn = mapping_uuid = None
+    warnings: list[str] = []
+    if sender_function:
+        function_arn = _provision_function(clients, queue_arn)
+        mapping_uuid = _provision_mapping(clients, queue_arn)
+        if not detach_moto_invocations(queue_arn, mapping_uuid):
+            # A moto in another process would run the function itself (through Docker) on every
+            # SendMessage, taking messages from the local worker; no mapping is better than that.
+            _delete_mapping(clients, mapping_uuid)
+            mapping_uuid = None
+            warnings.append(
+                "the endpoint is not an in-process moto: no event source mapping was created, "
+                "so `mailctl pause/resume` have nothing to switch there"
+            )
+
+    return Provisioned(
+        queue_url=queue_url, dlq_url=dlq_url, dlq_arn=dlq_arn, bucket=config.bucket, table=config.table,
+        queue_arn=queue_arn, function_arn=function_arn, mapping_uuid=mapping_uuid, warnings=tuple(warnings),
+    )
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mail_sender/__init__.py", "")
+        archive.writestr("mail_sender/handler.py", _PLACEHOLDER_SOURCE)
+    return buffer.getvalue()
+
+
+def _provision_function(clients: Clients, queue_arn: str) -> str:
+    """The sender's role and function record, configured as the SAM template configures them."""
+    config = clients.config
+    iam = clients.client("iam")
+    with aws_call(f"role {SENDER_ROLE}"):
+        try:
+            role_arn = iam.get_role(RoleName=SENDER_ROLE)["Role"]["Arn"]
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+            role_arn = iam.create_role(RoleName=SENDER_ROLE, AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST))["Role"]["Arn"]
+
+    settings = {
+        "Role": role_arn,
+        "Handler": "mail_sender.handler.lambda_handler",
+        "Runtime": "python3.12",
+        "Timeout": config.sender.timeout_seconds,
+        "MemorySize": LOCAL_MEMORY_MB,
+        "Environment": {"Variables": sender_environment(config)},
+    }
+    lambda_ = LambdaAdapter(clients.lambda_)
+    existing = lambda_.function_configuration(config.sender_function)
+    with aws_call(f"function {config.sender_function}"):
+        if existing is None:
+            created = clients.lambda_.create_function(
+                FunctionName=config.sender_function, Code={"ZipFile": _placeholder_zip()}, **settings
+            )
+            return created["FunctionArn"]
+        clients.lambda_.update_function_configuration(FunctionName=config.sender_function, **settings)
+        return existing["FunctionArn"]
+
+
+def _provision_mapping(clients: Clients, queue_arn: str) -> str:
+    config = clients.config
+    wanted = {
+        "BatchSize": config.sender.batch_size,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": max(MIN_MAXIMUM_CONCURRENCY, config.sender.max_concurrency)},
+    }
+    mapping = LambdaAdapter(clients.lambda_).event_source_mapping(config.sender_function, queue_arn)
+    with aws_call(f"event source mapping {config.sender_function} <- {config.queue}"):
+        if mapping is None:
+            return clients.lambda_.create_event_source_mapping(
+                FunctionName=config.sender_function, EventSourceArn=queue_arn, Enabled=True, **wanted
+            )["UUID"]
+        # Keep the pause switch as the operator left it; bring the rest in line with the config.
+        clients.lambda_.update_event_source_mapping(UUID=mapping["UUID"], **wanted)
+        return mapping["UUID"]
+
+
+def _delete_mapping(clients: Clients, uuid: str) -> None:
+    with aws_call(f"event source mapping {uuid}"):
+        clients.lambda_.delete_event_source_mapping(UUID=uuid)
+
+
+def detach_moto_invocations(queue_arn: str, mapping_uuid: str) -> bool:
+    """Stops an in-process moto from invoking the function for the mapping; False if moto is not
+    in this process (or the mapping is not moto's).
+
+    moto runs a mapped function itself on every SendMessage to the queue while the mapping is
+    enabled (in Docker, which these machines lack: the message is received, bumping its receive
+    count, and put back). The mapping record stays, so reading it and switching it on and off
+    (`mailctl pause/resume`) work; only moto's own delivery is cut, and the local worker delivers.
+    """
+    try:
+        from moto.awslambda.models import lambda_backends
+        from moto.sqs.models import sqs_backends
+    except ImportError:
+        return False
+    _, _, _, region, account, queue_name = queue_arn.split(":", 5)
+    try:
+        mappings = lambda_backends[account][region]._event_source_mappings
+        queue = sqs_backends[account][region].queues.get(queue_name)
+    except (KeyError, AttributeError):
+        return False
+    if mapping_uuid not in mappings or queue is None or queue.queue_arn != queue_arn:
+        return False
+    queue.lambda_event_source_mappings.clear()
+    return True

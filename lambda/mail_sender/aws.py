@@ -1,0 +1,72 @@
+"""Creating the sender's boto3 clients: lazily, never at import time, one session per runtime.
+
+boto3 finds the endpoint (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and region itself; the
+Lambda runtime provides credentials.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+# Codes that mean "not now" whatever the service.
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+     "ProvisionedThroughputExceededException", "SlowDown", "RequestThrottled", "LimitExceededException"}
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "") or ""
+
+
+def http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+class ClientFactory:
+    """Thread-safe, lazily created clients sharing one boto3 session."""
+
+    def __init__(self, max_pool_connections: int = 32, region: str | None = None):
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self._config = BotoConfig(
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=max_pool_connections,
+            connect_timeout=5,
+            read_timeout=20,
+        )
+        self._region = region
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(service, config=self._config, region_name=self._region)
+            return self._clients[service]
+
+
+class LazyClient:
+    """Base for adapters: the client is injected, or made by a factory on first use."""
+
+    service = ""
+
+    def __init__(self, client: Any = None, factory: ClientFactory | None = None):
+        self._client = client
+        self._factory = factory
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = (self._factory or ClientFactory()).client(self.service)
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value

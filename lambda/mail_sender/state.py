@@ -1,0 +1,141 @@
+"""The DynamoDB adapter: job manifests, failure reasons, and the idempotency persistence layers.
+
+All in the one table (pk/sk, TTL on `expiration`); see contract.py for the layout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mail_sender.aws import LazyClient
+from mail_sender.contract import JOB_STATE_CANCELLED, JOBS_PK, PK_ATTR, SK_ATTR
+
+FAILURES_PK = "failures"
+FAILURE_RETENTION_SECONDS = 15 * 24 * 3600  # as long as idempotency records: beyond the DLQ's 14 days
+JOB_CACHE_SECONDS = 5.0  # a cancel takes effect within this long; saves a GetItem per chunk
+
+
+class StateUnavailable(Exception):
+    """DynamoDB failed: the record should be retried."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    exists: bool
+    state: str | None = None
+    shards: int = 1
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == JOB_STATE_CANCELLED
+
+
+class StateStore(LazyClient):
+    service = "dynamodb"
+
+    def __init__(
+        self,
+        table: str,
+        client: Any = None,
+        factory: Any = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        job_cache_seconds: float = JOB_CACHE_SECONDS,
+    ):
+        super().__init__(client, factory)
+        self.table = table
+        self._monotonic = monotonic
+        self._wall = wall
+        self._job_cache_seconds = job_cache_seconds
+        self._jobs: dict[str, tuple[float, JobInfo]] = {}
+        self._lock = threading.Lock()
+
+    def job(self, job_id: str) -> JobInfo:
+        """The job's manifest state, cached a few seconds. A producer that keeps no manifest
+        (the contract does not require one) gets an 'exists=False' job: sent, one shard."""
+        now = self._monotonic()
+        with self._lock:
+            cached = self._jobs.get(job_id)
+            if cached and now - cached[0] < self._job_cache_seconds:
+                return cached[1]
+        try:
+            item = self.client.get_item(
+                TableName=self.table,
+                Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                ProjectionExpression="#state, idempotency_shards",
+                ExpressionAttributeNames={"#state": "state"},
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"reading job {job_id!r} from table {self.table}: {exc}") from exc
+        if item is None:
+            info = JobInfo(exists=False)
+        else:
+            shards = item.get("idempotency_shards", {}).get("N")
+            info = JobInfo(
+                exists=True,
+                state=item.get("state", {}).get("S"),
+                shards=max(1, int(shards)) if shards else 1,
+            )
+        with self._lock:
+            self._jobs[job_id] = (now, info)
+            if len(self._jobs) > 256:
+                self._jobs.pop(next(iter(self._jobs)))
+        return info
+
+    def record_failure(self, message_id: str, job_id: str | None, chunk: int | None, reason: str, receive_count: int) -> None:
+        """Why a record failed, keyed by the SQS message id that the DLQ keeps."""
+        wall = self._wall()
+        item: dict[str, Any] = {
+            PK_ATTR: {"S": FAILURES_PK},
+            SK_ATTR: {"S": message_id},
+            "job_id": {"S": job_id or ""},
+            "reason": {"S": reason[:2000]},
+            "receive_count": {"N": str(receive_count)},
+            "at": {"S": datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")},
+            "expiration": {"N": str(int(wall) + FAILURE_RETENTION_SECONDS)},
+        }
+        if chunk is not None:
+            item["chunk"] = {"N": str(chunk)}
+        try:
+            self.client.put_item(TableName=self.table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"recording the failure of message {message_id}: {exc}") from exc
+
+    def clear_failure(self, message_id: str) -> None:
+        """A record that failed before and has now succeeded no longer needs explaining."""
+        try:
+            self.client.delete_item(TableName=self.table, Key={PK_ATTR: {"S": FAILURES_PK}, SK_ATTR: {"S": message_id}})
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"clearing the failure of message {message_id}: {exc}") from exc
+
+    def failure(self, message_id: str) -> dict[str, Any] | None:
+        try:
+            item = self.client.get_item(
+                TableName=self.table, Key={PK_ATTR: {"S": FAILURES_PK}, SK_ATTR: {"S": message_id}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"reading the failure of message {message_id}: {exc}") from exc
+        if item is None:
+            return None
+        return {name: (value.get("S") if "S" in value else int(value["N"])) for name, value in item.items()}
+
+    def persistence_layer(self, partition: str):
+        """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        return DynamoDBPersistenceLayer(
+            table_name=self.table,
+            key_attr=PK_ATTR,
+            sort_key_attr=SK_ATTR,
+            static_pk_value=partition,
+            expiry_attr="expiration",
+            boto3_client=self.client,
+        )

@@ -1,0 +1,141 @@
+"""The campaign file: what to send, to whom. One pydantic model; paths relative to the file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mailctl.config import format_validation_error, read_yaml
+from mailctl.errors import ConfigError
+from mail_sender.templating import TemplateProblem, TemplateSet
+
+_HEADER_UNSAFE = set("\r\n\0")
+# Headers a campaign may not set: mailctl and SES own them.
+_RESERVED_HEADERS = {"from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "date", "mime-version",
+                     "content-type", "content-transfer-encoding", "list-unsubscribe", "list-unsubscribe-post"}
+
+
+class CampaignModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    from_: str = Field(alias="from", min_length=3)
+    reply_to: str | None = None
+    subject: str = Field(min_length=1)
+    html: str | None = None
+    text: str | None = None
+    recipients: str
+    email_column: str = "email"
+    unsubscribe_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    configuration_set: str | None = None
+
+    @field_validator("from_", "reply_to", "subject", "unsubscribe_url")
+    @classmethod
+    def _no_line_breaks(cls, value: str | None) -> str | None:
+        if value is not None and _HEADER_UNSAFE & set(value):
+            raise ValueError("must not contain line breaks (header injection)")
+        return value
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _, addr = parseaddr(value)
+        if "@" not in addr:
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header_value in value.items():
+            if not name or any(c in name for c in ":\r\n\0 ") or not name.isascii():
+                raise ValueError(f"invalid header name {name!r}")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set by mailctl; use the campaign key instead")
+            if _HEADER_UNSAFE & set(str(header_value)):
+                raise ValueError(f"header {name!r} must not contain line breaks (header injection)")
+        return value
+
+
+@dataclass(frozen=True)
+class Campaign:
+    path: Path
+    model: CampaignModel
+    templates: TemplateSet
+    recipients_path: Path
+    fingerprint: str  # of the campaign file and the templates, not of the recipients
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def bundle(self, configuration_set: str | None = None) -> dict[str, Any]:
+        """What the sender needs besides the recipients, uploaded once per job."""
+        return {
+            "subject": self.templates.sources["subject"],
+            "html": self.templates.sources["html"],
+            "text": self.templates.sources["text"],
+            "unsubscribe_url": self.templates.sources["unsubscribe_url"],
+            "from": self.model.from_,
+            "reply_to": self.model.reply_to,
+            "headers": dict(self.model.headers),
+            "configuration_set": self.model.configuration_set or configuration_set,
+            "campaign": self.model.name,
+        }
+
+
+def _read_template(campaign_path: Path, key: str, relative: str) -> tuple[Path, str]:
+    path = (campaign_path.parent / relative).resolve()
+    try:
+        return path, path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{campaign_path}: {key}: file not found: {relative}", hint=f"paths are relative to {campaign_path.parent}/") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}", hint="save the template as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{campaign_path}: {key}: cannot read {relative}: {exc.strerror}") from None
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    campaign_path = Path(path)
+    data = read_yaml(campaign_path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{campaign_path}: expected a mapping of campaign keys at the top level")
+    try:
+        model = CampaignModel.model_validate(data)
+    except ValidationError as exc:
+        message, hint = format_validation_error(str(campaign_path), exc)
+        raise ConfigError(message.replace(".from_", ".from").replace(": from_:", ": from:"), hint=hint) from None
+    if not model.html and not model.text:
+        raise ConfigError(f"{campaign_path}: html, text: at least one of them is required")
+
+    sources: dict[str, str | None] = {"subject": model.subject, "unsubscribe_url": model.unsubscribe_url}
+    names: dict[str, str] = {"subject": f"{campaign_path}: subject", "unsubscribe_url": f"{campaign_path}: unsubscribe_url"}
+    digest = hashlib.sha256(campaign_path.read_bytes())
+    for key in ("html", "text"):
+        relative = getattr(model, key)
+        if relative:
+            template_path, source = _read_template(campaign_path, key, relative)
+            sources[key] = source
+            names[key] = str(template_path)
+            digest.update(source.encode())
+    try:
+        templates = TemplateSet(sources)
+    except TemplateProblem as problem:
+        where = names[problem.part] + (f", line {problem.line}" if problem.line else "")
+        raise ConfigError(f"{where}: {problem.message}", hint="templates are Jinja2 in a sandbox: no file access, no underscore attributes") from None
+
+    recipients_path = (campaign_path.parent / model.recipients).resolve()
+    if not recipients_path.is_file():
+        raise ConfigError(f"{campaign_path}: recipients: file not found: {model.recipients}", hint=f"paths are relative to {campaign_path.parent}/")
+    if recipients_path.suffix.lower() not in {".csv", ".jsonl"}:
+        raise ConfigError(f"{campaign_path}: recipients: {model.recipients}: expected a .csv or .jsonl file")
+    return Campaign(path=campaign_path, model=model, templates=templates, recipients_path=recipients_path, fingerprint=digest.hexdigest())

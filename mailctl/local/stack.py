@@ -1,0 +1,172 @@
+"""`mailctl local up`: a moto server on loopback, provisioned like the SAM template, plus the worker.
+
+moto runs in this process (ThreadedMotoServer), which is what lets provisioning cut moto's own
+Docker-based delivery for the event source mapping (see provision.detach_moto_invocations).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailctl.aws.session import LOCAL_CREDENTIALS, Clients
+from mailctl.config import Config, LOCAL_PORT
+from mailctl.errors import OperationalError
+from mailctl.local.provision import Provisioned, provision
+from mailctl.local.worker import Handler, LocalWorker
+
+HOST = "127.0.0.1"
+# Seconds: a failed message is back in the queue within this, and a poison message reaches the DLQ
+# after max_receive_count of them (AWS would use 6x the function timeout).
+LOCAL_VISIBILITY_TIMEOUT = 3
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB",
+                       "AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL_SES", "AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_IAM",
+                       "AWS_ENDPOINT_URL_STS")
+
+
+def local_config(config: Config, endpoint: str) -> Config:
+    """The operator's config (names, sender settings) pointed at the local endpoint, no profile."""
+    aws = config.aws.model_copy(update={"endpoint_url": endpoint, "profile": None})
+    local = config.model_copy(update={"aws": aws})
+    local.source = config.source
+    return local
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_until_serving(endpoint: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2).read(0)
+            return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise OperationalError(f"local stack {endpoint}: moto did not start within {timeout:.0f}s",
+                                       hint="rerun with --debug; is moto[server] installed?") from None
+            time.sleep(0.1)
+
+
+def shell_environment(endpoint: str, config: Config) -> list[tuple[str, str]]:
+    """What a second shell needs to use the stack: the endpoint (which wins over the config file),
+    the config file if there is one, and credentials/region for other AWS tools (the aws CLI)."""
+    env = [("AWS_ENDPOINT_URL", endpoint)]
+    if config.source:
+        env.append(("MAILCTL_CONFIG", os.path.abspath(config.source)))
+    env += [
+        ("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIALS["aws_access_key_id"]),
+        ("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIALS["aws_secret_access_key"]),
+        ("AWS_DEFAULT_REGION", config.aws.region),
+    ]
+    return env
+
+
+@dataclass
+class LocalStack:
+    """Start, provision, run the worker, stop. Used by `mailctl local up` and by tests."""
+
+    config: Config
+    port: int = LOCAL_PORT
+    worker: bool = True
+    outbox: str | None = None
+    visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT
+    handler: Handler | None = None
+    log: Callable[[str], None] = lambda message: None
+
+    def __post_init__(self) -> None:
+        self.endpoint = f"http://{HOST}:{self.port}"
+        self.config = local_config(self.config, self.endpoint)
+        self._server = None
+        self._worker_thread: threading.Thread | None = None
+        self._worker: LocalWorker | None = None
+        self._stop = threading.Event()
+        self._saved_env: dict[str, str | None] = {}
+        self.provisioned: Provisioned | None = None
+
+    def start(self) -> Provisioned:
+        from moto.server import ThreadedMotoServer
+
+        if port_in_use(self.port):
+            raise OperationalError(f"local stack: {HOST}:{self.port} is already in use",
+                                   hint="is another `mailctl local up` running? otherwise pass --port PORT")
+        # One request line per AWS call would drown the worker's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._point_process_at_stack()
+        self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+        self._server.start()
+        try:
+            wait_until_serving(self.endpoint)
+            self.log(f"moto listening on {self.endpoint}; provisioning")
+            self.provisioned = provision(Clients(self.config), visibility_timeout=self.visibility_timeout)
+            for warning in self.provisioned.warnings:
+                self.log(f"warning: {warning}")
+            if self.worker:
+                self._worker = LocalWorker(Clients(self.config), handler=self.handler, outbox=self.outbox, log=self.log)
+                self._worker.handler()  # an unimportable sender is an error now, not a silent thread
+                self._worker_thread = threading.Thread(target=self._run_worker, name="mailctl-local-worker", daemon=True)
+                self._worker_thread.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.provisioned
+
+    def _run_worker(self) -> None:
+        assert self._worker is not None
+        try:
+            self._worker.run(self._stop)
+        except Exception as exc:  # reported, and the stack keeps serving without a worker
+            self.log(f"worker stopped: {type(exc).__name__}: {exc}")
+
+    def _point_process_at_stack(self) -> None:
+        """This process talks only to its own stack: endpoint variables from the shell must not send
+        the worker's or the handler's calls elsewhere, and no real credentials need to exist."""
+        wanted: dict[str, str | None] = {name: None for name in _ENDPOINT_VARIABLES}
+        wanted["AWS_ENDPOINT_URL"] = self.endpoint
+        wanted["AWS_PROFILE"] = None
+        wanted["AWS_ACCESS_KEY_ID"] = LOCAL_CREDENTIALS["aws_access_key_id"]
+        wanted["AWS_SECRET_ACCESS_KEY"] = LOCAL_CREDENTIALS["aws_secret_access_key"]
+        wanted["AWS_SESSION_TOKEN"] = None
+        for name, value in wanted.items():
+            self._saved_env[name] = os.environ.get(name)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker_thread is not None:
+            self._worker_thread.join(timeout=30)
+            self._worker_thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+
+    def wait(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set (by a signal handler, in `local up`)."""
+        while not stop.wait(0.5):
+            pass
+
+    @property
+    def stats(self):
+        return self._worker.stats if self._worker else None

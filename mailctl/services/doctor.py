@@ -1,0 +1,452 @@
+"""`mailctl doctor`: read the deployed resources and check them against what production taught.
+
+Each check is one line: ok, warning (works, but watch it) or problem (mail can be lost, duplicated
+or stuck: exit 1). A resource that cannot be read is itself a problem line, never a crash, so one
+run shows everything that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+from mailctl.aws.dynamodb import StateTable
+from mailctl.aws.lambda_ import LambdaAdapter
+from mailctl.aws.s3 import S3Store
+from mailctl.aws.session import Clients, effective_endpoint, is_loopback
+from mailctl.aws.ses import SesAccount, SesAdapter
+from mailctl.aws.sqs import SqsQueue
+from mailctl.config import Config
+from mailctl.errors import MailctlError, OperationalError
+
+OK, WARNING, PROBLEM = "ok", "warning", "problem"
+MIN_VISIBILITY_FACTOR = 6
+MIN_MAX_RECEIVE_COUNT = 5
+DLQ_MAX_RETENTION = 14 * 24 * 3600
+ONE_MIB = 1_048_576
+TTL_ATTRIBUTE = "expiration"
+# What an SQS event source mapping scales to when ScalingConfig sets no maximum.
+SQS_UNBOUNDED_CONCURRENCY = 1250
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+class DoctorFoundProblems(OperationalError):
+    """At least one check is a problem; the report has already been printed."""
+
+    def __init__(self, checks: list[Check]):
+        names = [c.check for c in checks if c.status == PROBLEM]
+        super().__init__(
+            f"doctor: {len(names)} problem{'s' if len(names) != 1 else ''} ({', '.join(names)})",
+            hint="apply the fix under each problem line, then run `mailctl doctor` again",
+        )
+        self.checks = checks
+
+
+@dataclass
+class _Facts:
+    """What the checks read, gathered once; None where a resource could not be read."""
+
+    local: bool
+    queue: dict[str, str] | None = None
+    dlq: dict[str, str] | None = None
+    redrive: dict[str, Any] | None = None
+    function: dict[str, Any] | None = None
+    function_env: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, Any] | None = None
+    account: SesAccount | None = None
+
+
+def run_doctor(config: Config, clients: Clients, identities: list[str] | None = None) -> list[Check]:
+    facts = _Facts(local=is_loopback(effective_endpoint("sqs", config.aws.endpoint_url)))
+    checks: list[Check] = []
+
+    def guarded(name: str, check: Callable[[], list[Check] | Check | None]) -> None:
+        try:
+            result = check()
+        except MailctlError as exc:
+            checks.append(Check(name, PROBLEM, exc.message, exc.hint or "check the resource names in the config"))
+            return
+        if isinstance(result, Check):
+            checks.append(result)
+        elif result:
+            checks.extend(result)
+
+    guarded("queue", lambda: _read_queues(config, clients, facts))
+    guarded("sender_function", lambda: _read_sender(config, clients, facts))
+    if facts.queue is not None:
+        checks.append(_visibility(config, facts))
+        checks.append(_redrive(config, facts))
+        if facts.dlq is not None:
+            checks.append(_dlq_retention(facts))
+        checks.append(_message_size(facts))
+    if facts.queue is not None and (facts.function is not None or facts.mapping is not None):
+        checks.append(_batch_item_failures(facts))
+    checks.append(_idempotency_expiry(config, facts))
+    guarded("payload_lifecycle", lambda: _payload_lifecycle(config, clients, facts))
+    guarded("table_ttl", lambda: _table_ttl(config, clients))
+    ses = SesAdapter(clients.sesv2, clients.client("ses"))
+    guarded("ses_identity", lambda: _ses_identities(config, clients, ses, identities))
+    guarded("ses_account", lambda: _ses_account(ses, facts))
+    checks.append(_send_rate(config, facts))
+    return checks
+
+
+def has_problems(checks: list[Check]) -> bool:
+    return any(c.status == PROBLEM for c in checks)
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def _read_queues(config: Config, clients: Clients, facts: _Facts) -> Check | None:
+    facts.queue = SqsQueue(clients.sqs, config.queue).attributes(["All"])
+    raw = facts.queue.get("RedrivePolicy")
+    if raw:
+        try:
+            facts.redrive = json.loads(raw)
+        except ValueError:
+            facts.redrive = None
+    dlq_name = config.dead_letter_queue
+    note = None
+    if facts.redrive and facts.redrive.get("deadLetterTargetArn"):
+        target = str(facts.redrive["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+        if target != config.dead_letter_queue:
+            note = Check(
+                "dead_letter_queue", WARNING,
+                f"queue {config.queue} sends dead letters to {target}, but the config names {config.dead_letter_queue}",
+                f"set dead_letter_queue: {target} in the config, so `mailctl dlq` reads the right queue",
+            )
+        dlq_name = target
+    facts.dlq = SqsQueue(clients.sqs, dlq_name).attributes(["All"])
+    return note
+
+
+def _read_sender(config: Config, clients: Clients, facts: _Facts) -> Check:
+    lambda_ = LambdaAdapter(clients.lambda_)
+    facts.function = lambda_.function_configuration(config.sender_function)
+    if facts.function is not None:
+        facts.function_env = dict((facts.function.get("Environment") or {}).get("Variables") or {})
+    if facts.queue is not None:
+        facts.mapping = lambda_.event_source_mapping(config.sender_function, facts.queue["QueueArn"])
+    # The local stack's sender is `mailctl local worker`; on AWS nothing sends without these.
+    missing_status = WARNING if facts.local else PROBLEM
+    if facts.function is None:
+        return Check(
+            "sender_function", missing_status,
+            f"function {config.sender_function} does not exist; checks use the config's sender settings",
+            "deploy lambda/template.yaml (`sam deploy`), or `mailctl local up`; check sender_function in the config",
+        )
+    if facts.mapping is None:
+        return Check(
+            "sender_function", missing_status,
+            f"function {config.sender_function}: no event source mapping from queue {config.queue}: nothing consumes the queue",
+            "deploy lambda/template.yaml (its SQS event creates the mapping), or `mailctl local up`",
+        )
+    state = facts.mapping.get("State", "?")
+    scaling = (facts.mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    detail = (
+        f"function {config.sender_function} (timeout {facts.function.get('Timeout')} s) <- queue {config.queue}: "
+        f"mapping {state}, batch size {facts.mapping.get('BatchSize')}, maximum concurrency {scaling or 'unset'}"
+    )
+    if state in ("Disabled", "Disabling"):
+        return Check("sender_function", WARNING, detail + " (paused: messages wait in the queue)", "`mailctl resume` when ready")
+    return Check("sender_function", OK, detail)
+
+
+def _function_timeout(config: Config, facts: _Facts) -> tuple[int, str]:
+    if facts.function is not None and facts.function.get("Timeout"):
+        return int(facts.function["Timeout"]), f"function {config.sender_function}"
+    return config.sender.timeout_seconds, "config sender.timeout_seconds"
+
+
+def _env_number(facts: _Facts, name: str) -> float | None:
+    value = facts.function_env.get(name)
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+# --- the checks -------------------------------------------------------------------------------------------
+
+
+def _visibility(config: Config, facts: _Facts) -> Check:
+    visibility = int(facts.queue.get("VisibilityTimeout", 30))
+    timeout, source = _function_timeout(config, facts)
+    needed = MIN_VISIBILITY_FACTOR * timeout
+    detail = f"queue {config.queue}: visibility timeout {visibility} s, {source} timeout {timeout} s (needs >= {needed} s)"
+    if visibility >= needed:
+        return Check("visibility_timeout", OK, detail)
+    return Check(
+        "visibility_timeout", PROBLEM, detail + ": a message becomes visible again while it is still being sent",
+        f"set the queue's VisibilityTimeout to at least {needed} (template: FunctionTimeout), or lower the function timeout",
+    )
+
+
+def _redrive(config: Config, facts: _Facts) -> Check:
+    if not facts.redrive:
+        return Check(
+            "redrive_policy", PROBLEM,
+            f"queue {config.queue} has no RedrivePolicy: a poison message is retried until it expires, and is then lost",
+            f"set a RedrivePolicy to {config.dead_letter_queue} with maxReceiveCount {MIN_MAX_RECEIVE_COUNT} (the template does)",
+        )
+    try:
+        count = int(facts.redrive.get("maxReceiveCount", 0))
+    except (TypeError, ValueError):
+        count = 0
+    target = str(facts.redrive.get("deadLetterTargetArn", "?")).rsplit(":", 1)[-1]
+    detail = f"queue {config.queue} -> {target} after {count} receives"
+    if count >= MIN_MAX_RECEIVE_COUNT:
+        return Check("redrive_policy", OK, detail)
+    return Check(
+        "redrive_policy", PROBLEM,
+        detail + f": under {MIN_MAX_RECEIVE_COUNT}, throttling alone can send good messages to the DLQ",
+        f"set maxReceiveCount to at least {MIN_MAX_RECEIVE_COUNT} in the queue's RedrivePolicy",
+    )
+
+
+def _dlq_retention(facts: _Facts) -> Check:
+    main = int(facts.queue.get("MessageRetentionPeriod", 345600))
+    dlq = int(facts.dlq.get("MessageRetentionPeriod", 345600))
+    detail = f"DLQ keeps messages {_days(dlq)}, the main queue {_days(main)}"
+    if dlq > main:
+        return Check("dlq_retention", OK, detail)
+    return Check(
+        "dlq_retention", PROBLEM,
+        detail + ": a dead letter keeps its original enqueue time, so it can expire as soon as it arrives",
+        f"set the DLQ's MessageRetentionPeriod to {DLQ_MAX_RETENTION} (14 days) and keep the main queue's shorter",
+    )
+
+
+def _message_size(facts: _Facts) -> Check:
+    size = int(facts.queue.get("MaximumMessageSize", 262144))
+    detail = f"queue accepts messages up to {size:,} bytes"
+    if size >= ONE_MIB:
+        return Check("message_size", OK, detail)
+    return Check(
+        "message_size", WARNING,
+        detail + ": queues take up to 1 MiB since 2025-08, but this one was made (or set) smaller, "
+        "so larger chunks travel through S3",
+        f"set the queue's MaximumMessageSize to {ONE_MIB} to keep chunks inline",
+    )
+
+
+def _batch_item_failures(facts: _Facts) -> Check:
+    if facts.mapping is None:
+        return Check(
+            "batch_item_failures", PROBLEM if not facts.local else WARNING,
+            "no event source mapping to check for ReportBatchItemFailures",
+            "deploy lambda/template.yaml, whose mapping reports batch item failures",
+        )
+    types = facts.mapping.get("FunctionResponseTypes") or []
+    if "ReportBatchItemFailures" in types:
+        return Check("batch_item_failures", OK, "the event source mapping reports batch item failures")
+    return Check(
+        "batch_item_failures", PROBLEM,
+        "the event source mapping lacks ReportBatchItemFailures: one failing message retries its whole batch",
+        f"aws lambda update-event-source-mapping --uuid {facts.mapping.get('UUID')} --function-response-types ReportBatchItemFailures",
+    )
+
+
+def _idempotency_expiry(config: Config, facts: _Facts) -> Check:
+    dlq_retention = int(facts.dlq.get("MessageRetentionPeriod", DLQ_MAX_RETENTION)) if facts.dlq else DLQ_MAX_RETENTION
+    from_env = _env_number(facts, "MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS")
+    if facts.function is not None:
+        if from_env is None:
+            return Check(
+                "idempotency_expiry", PROBLEM,
+                f"function {config.sender_function} has no valid MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS",
+                "set it to 1296000 (15 days), as the template does",
+            )
+        expiry, source = int(from_env), f"function {config.sender_function}"
+    else:
+        expiry, source = config.sender.idempotency_expiry_seconds, "config sender.idempotency_expiry_seconds"
+    detail = f"{source}: recipients stay 'already sent' for {_days(expiry)}; the DLQ keeps messages {_days(dlq_retention)}"
+    if expiry >= dlq_retention:
+        return Check("idempotency_expiry", OK, detail)
+    return Check(
+        "idempotency_expiry", PROBLEM, detail + ": a late redrive would send those recipients their mail again",
+        f"set MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS to at least {dlq_retention} (template: IdempotencyExpirySeconds)",
+    )
+
+
+def _payload_lifecycle(config: Config, clients: Clients, facts: _Facts) -> Check:
+    dlq_retention = int(facts.dlq.get("MessageRetentionPeriod", DLQ_MAX_RETENTION)) if facts.dlq else DLQ_MAX_RETENTION
+    rules = [r for r in S3Store(clients.s3, config.bucket).lifecycle_rules() if r.get("Status") == "Enabled"]
+    expiring = [r for r in rules if (r.get("Expiration") or {}).get("Days") or (r.get("Expiration") or {}).get("Date")]
+    if not expiring:
+        return Check(
+            "payload_lifecycle", WARNING,
+            f"bucket {config.bucket} has no expiration rule: payloads and bundles are kept forever",
+            "add a lifecycle rule expiring objects after 15 days or more (the template's PayloadRetentionDays)",
+        )
+    dated = [r for r in expiring if not (r.get("Expiration") or {}).get("Days")]
+    shortest = min((int(r["Expiration"]["Days"]) for r in expiring if (r.get("Expiration") or {}).get("Days")), default=None)
+    if shortest is not None and shortest * 86400 < dlq_retention:
+        return Check(
+            "payload_lifecycle", PROBLEM,
+            f"bucket {config.bucket} expires objects after {shortest} days, before the DLQ ({_days(dlq_retention)}) "
+            "drops their messages: those dead letters could not be redriven",
+            f"make every expiration rule at least {-(-dlq_retention // 86400)} days",
+        )
+    if dated:
+        return Check(
+            "payload_lifecycle", WARNING,
+            f"bucket {config.bucket} has an expiration rule on a fixed date: payloads of later jobs may vanish",
+            "use an expiration in days (15 or more) instead of a date",
+        )
+    return Check("payload_lifecycle", OK, f"bucket {config.bucket} expires objects after {shortest} days (DLQ: {_days(dlq_retention)})")
+
+
+def _table_ttl(config: Config, clients: Clients) -> Check:
+    ttl = StateTable(clients.dynamodb, config.table).time_to_live()
+    status, attribute = ttl.get("TimeToLiveStatus", "DISABLED"), ttl.get("AttributeName")
+    if status in ("ENABLED", "ENABLING") and attribute == TTL_ATTRIBUTE:
+        return Check("table_ttl", OK, f"table {config.table}: TTL {status.lower()} on `{TTL_ATTRIBUTE}`")
+    if status in ("ENABLED", "ENABLING"):
+        return Check(
+            "table_ttl", WARNING,
+            f"table {config.table}: TTL is on `{attribute}`, not `{TTL_ATTRIBUTE}`: idempotency and failure records never expire",
+            f"TTL can be set once per hour: disable it, then enable it on `{TTL_ATTRIBUTE}`",
+        )
+    return Check(
+        "table_ttl", WARNING,
+        f"table {config.table}: TTL is {status.lower()}: idempotency and failure records are kept (and billed) forever",
+        f"aws dynamodb update-time-to-live --table-name {config.table} --time-to-live-specification Enabled=true,AttributeName={TTL_ATTRIBUTE}",
+    )
+
+
+def _sender_identities(config: Config, clients: Clients) -> list[str]:
+    """The From addresses of the newest jobs (read from their template bundles), best effort."""
+    try:
+        manifests = StateTable(clients.dynamodb, config.table).list_manifests()
+    except MailctlError:
+        return []
+    manifests.sort(key=lambda m: str(m.get("created_at", "")), reverse=True)
+    found: list[str] = []
+    for manifest in manifests[:3]:
+        key = manifest.get("bundle_key")
+        if not key:
+            continue
+        try:
+            bundle = json.loads(S3Store(clients.s3, config.bucket).get(str(key), bucket=manifest.get("bucket") or None))
+        except (MailctlError, ValueError):
+            continue
+        address = parseaddr(str(bundle.get("from", "")))[1] if isinstance(bundle, dict) else ""
+        if address and address not in found:
+            found.append(address)
+    return found
+
+
+def _ses_identities(config: Config, clients: Clients, ses: SesAdapter, identities: list[str] | None) -> list[Check]:
+    wanted = list(identities or []) or _sender_identities(config, clients)
+    if not wanted:
+        verified = [i.get("IdentityName") for i in ses.identities() if i.get("VerificationStatus", "SUCCESS") == "SUCCESS" and i.get("SendingEnabled", True)]
+        if verified:
+            return [Check(
+                "ses_identity", OK,
+                f"verified SES identities: {', '.join(sorted(map(str, verified)))} (no job yet: pass --identity to check a sender)",
+            )]
+        return [Check(
+            "ses_identity", PROBLEM, "no verified SES identity: SES refuses to send any mail",
+            "verify the sender's domain in SES (with its DKIM records) in this region",
+        )]
+    checks = []
+    for identity in wanted:
+        domain = identity.rsplit("@", 1)[-1].lower()
+        candidates = [identity] + ([domain] if "@" in identity else [])
+        statuses = {c: ses.identity_status(c) for c in candidates}
+        verified = [c for c, s in statuses.items() if s == "SUCCESS"]
+        if verified:
+            checks.append(Check("ses_identity", OK, f"SES identity {verified[-1]} is verified (sender {identity})"))
+            continue
+        seen = ", ".join(f"{c}: {s.lower() if s else 'not an identity'}" for c, s in statuses.items())
+        checks.append(Check(
+            "ses_identity", PROBLEM, f"sender {identity} is not verified in SES ({seen}): every send would be rejected",
+            f"verify the domain {domain} in SES (publish its DKIM records) in region {config.aws.region}",
+        ))
+    return checks
+
+
+def _ses_account(ses: SesAdapter, facts: _Facts) -> Check:
+    account = ses.account()
+    facts.account = account
+    quota = f"max send rate {_num(account.max_send_rate)}/s, {_num(account.max_24_hour_send)} per 24 h"
+    if account.sending_enabled is False:
+        return Check(
+            "ses_account", PROBLEM, f"SES sending is disabled for this account ({quota})",
+            "check the SES console's reputation dashboard; re-enable sending when the cause is fixed",
+        )
+    if account.production_access is None:
+        if facts.local:
+            return Check("ses_account", OK, f"local stack: no SES sandbox ({quota}, from {account.source})")
+        return Check(
+            "ses_account", WARNING, f"the endpoint does not say whether the account is in the SES sandbox ({quota})",
+            "check the SES console's account dashboard",
+        )
+    if not account.production_access:
+        return Check(
+            "ses_account", WARNING, f"SES account is in the sandbox: mail goes only to verified addresses ({quota})",
+            "request production access in the SES console (account dashboard)",
+        )
+    return Check("ses_account", OK, f"SES production access ({quota})")
+
+
+def _send_rate(config: Config, facts: _Facts) -> Check:
+    rate = _env_number(facts, "MAILCTL_RATE_PER_SECOND") if facts.function is not None else None
+    rate_source = f"function {config.sender_function}" if rate is not None else "config sender.rate_per_second"
+    rate = rate if rate is not None else config.sender.rate_per_second
+    if facts.mapping is not None:
+        concurrency = (facts.mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        concurrency_source = "the mapping's MaximumConcurrency"
+    else:
+        concurrency = config.sender.max_concurrency
+        concurrency_source = "config sender.max_concurrency"
+    if concurrency is None:
+        return Check(
+            "send_rate", WARNING,
+            f"the mapping sets no MaximumConcurrency: up to {SQS_UNBOUNDED_CONCURRENCY} invocations x {_num(rate)}/s",
+            "set ScalingConfig.MaximumConcurrency on the mapping (template: MaximumConcurrency)",
+        )
+    peak = int(concurrency) * rate
+    account = facts.account
+    if account is None or account.max_send_rate is None:
+        return Check("send_rate", WARNING, f"peak {_num(peak)}/s; the SES send rate could not be read", "check the SES quota in the console")
+    detail = (
+        f"peak {concurrency} invocations ({concurrency_source}) x {_num(rate)}/s ({rate_source}) = {_num(peak)}/s; "
+        f"SES allows {_num(account.max_send_rate)}/s"
+    )
+    if peak <= account.max_send_rate:
+        return Check("send_rate", OK, detail)
+    if facts.local and account.source != "GetAccount":
+        return Check("send_rate", OK, detail + " (local stack: not enforced)")
+    fitting = account.max_send_rate / int(concurrency)
+    return Check(
+        "send_rate", WARNING, detail + ": sends will be throttled and retried, and slow messages may reach the DLQ",
+        f"set sender.rate_per_second (MAILCTL_RATE_PER_SECOND) to {_num(fitting)} or less, "
+        "lower MaximumConcurrency, or ask AWS for a higher sending quota",
+    )
+
+
+def _days(seconds: int) -> str:
+    days = seconds / 86400
+    return f"{days:g} days" if days >= 1 else f"{seconds} s"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:g}" if value != int(value) else f"{int(value):,}"

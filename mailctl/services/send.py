@@ -1,0 +1,525 @@
+"""`mailctl send`: check a whole campaign, then enqueue it as chunks on SQS.
+
+Two passes, so that nothing is enqueued before every row has been checked:
+1. check: stream the recipient file once, check every row, and spool the accepted recipients
+   (already encoded for the message contract) to a temporary file: constant memory at any size.
+2. enqueue: stream the spool, cut it into chunks, pack the chunks into SendMessageBatch calls by
+   count and total bytes against the queue's real limit, send them concurrently, and record each
+   accepted chunk in a local checkpoint file as soon as SQS accepts it.
+
+A job's id follows from its inputs, so the same command after a crash, Ctrl-C or network loss
+resumes the same job and skips the chunks already accepted. A chunk accepted by SQS but not yet
+checkpointed when the process died is sent again: harmless, because the sender is idempotent per
+recipient. `--new-job` starts a new job from the same inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mailctl.aws.dynamodb import StateTable
+from mailctl.aws.extended import Offloader
+from mailctl.aws.s3 import S3Store
+from mailctl.aws.session import Clients
+from mailctl.aws.sqs import SqsQueue
+from mailctl.campaign import Campaign
+from mailctl.config import Config
+from mailctl.errors import AwsError, ConfigError, Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
+from mailctl.packing import Outgoing, oversized, pack
+from mailctl.recipients import Checker, RowProblem, encode_item, mask, normalize_address, open_source
+from mail_sender import contract
+
+MAX_PROBLEMS_KEPT = 1000
+SEND_ATTEMPTS = 5
+
+
+# --- pass 1: check ------------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    line: int
+    reason: str
+
+
+@dataclass
+class CheckResult:
+    source: str
+    spool: Path
+    accepted: int = 0
+    spooled: int = 0  # accepted and within --limit
+    rejected: int = 0
+    duplicates: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    duplicate_lines: list[tuple[int, int]] = field(default_factory=list)  # (line, first line)
+    first_row: dict[str, Any] | None = None
+    first_email: str | None = None
+    spool_bytes: int = 0
+    recipients_sha256: str = ""
+    rejected_file: Path | None = None
+
+    def discard(self) -> None:
+        self.spool.unlink(missing_ok=True)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _RejectedWriter:
+    """Rejected rows, original columns plus a reason, streamed to a CSV."""
+
+    def __init__(self, path: Path, columns: list[str] | None):
+        self.path = path
+        self.columns = columns
+        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle)
+        self._wrote_header = False
+
+    def write(self, line: int, row: dict[str, Any], reason: str) -> None:
+        if not self._wrote_header:
+            self.columns = self.columns or list(row.keys())
+            self._writer.writerow([*self.columns, "line", "reason"])
+            self._wrote_header = True
+        self._writer.writerow([*(row.get(c, "") for c in self.columns), line, reason])
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def check_recipients(
+    campaign: Campaign,
+    *,
+    limit: int | None = None,
+    rejected_path: Path | None = None,
+    spool_dir: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Pass 1. Raises ConfigError for a file that cannot be read as a whole (exit 2)."""
+    source = open_source(campaign.recipients_path)
+    name = str(campaign.path.parent / campaign.model.recipients) if not campaign.model.recipients.startswith("/") else campaign.model.recipients
+    checker = Checker(campaign.templates, campaign.model.email_column, name)
+    check_keys = source.columns is None
+    if source.columns is not None:
+        checker.check_columns(source.columns)
+
+    fd, spool_name = tempfile.mkstemp(prefix="mailctl-spool-", suffix=".jsonl", dir=spool_dir)
+    result = CheckResult(source=name, spool=Path(spool_name))
+    rejected = _RejectedWriter(rejected_path, source.columns) if rejected_path else None
+    # Duplicates: a set of 64-bit hashes keeps a million addresses in ~70 MB instead of ~150 MB.
+    # A hash hit is only a suspect; suspects are confirmed against the real addresses afterwards,
+    # so a hash collision can never drop a recipient.
+    seen: set[int] = set()
+    suspects: list[tuple[int, str, str]] = []  # (line, key, encoded item)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as spool:
+            write = spool.write
+            for count, (line, row, problem) in enumerate(source.rows, start=1):
+                if on_progress and count % 10000 == 0:
+                    on_progress(count)
+                if problem is None:
+                    try:
+                        email = checker.check(row, check_keys)
+                    except RowProblem as exc:
+                        problem = str(exc)
+                if problem is not None:
+                    result.rejected += 1
+                    if len(result.problems) < MAX_PROBLEMS_KEPT:
+                        result.problems.append(Problem(line, problem))
+                    if rejected:
+                        rejected.write(line, row, problem)
+                    continue
+                key = email.lower()
+                digest = hash(key)
+                if digest in seen:
+                    suspects.append((line, key, encode_item(email, row, line)))
+                    continue
+                seen.add(digest)
+                result.accepted += 1
+                if result.first_row is None:
+                    result.first_row, result.first_email = row, email
+                if limit is None or result.spooled < limit:
+                    item = encode_item(email, row, line)
+                    write(item)
+                    write("\n")
+                    result.spooled += 1
+                    result.spool_bytes += len(item) + 1
+            seen.clear()
+            if suspects:
+                for line, key, item in _confirm_suspects(campaign, checker, source.columns is None, suspects, result):
+                    result.accepted += 1
+                    if limit is None or result.spooled < limit:
+                        write(item)
+                        write("\n")
+                        result.spooled += 1
+                        result.spool_bytes += len(item) + 1
+    except BaseException:
+        result.discard()
+        raise
+    finally:
+        if rejected:
+            rejected.close()
+            result.rejected_file = rejected_path
+    if on_progress:
+        on_progress(result.accepted + result.rejected + result.duplicates)
+    result.recipients_sha256 = _sha256_file(campaign.recipients_path)
+    return result
+
+
+def _confirm_suspects(campaign, checker, check_keys, suspects, result) -> Iterator[tuple[int, str, str]]:
+    """Second look at hash hits: a true duplicate is reported, a collision is sent after all."""
+    wanted = {hash(key) for _, key, _ in suspects}
+    first_line: dict[str, int] = {}
+    for line, row, problem in open_source(campaign.recipients_path).rows:
+        if problem is not None:
+            continue
+        try:
+            email = checker.check(row, check_keys)
+        except RowProblem:
+            continue
+        key = email.lower()
+        if hash(key) in wanted and key not in first_line:
+            first_line[key] = line
+    for line, key, item in suspects:
+        first = first_line.get(key)
+        if first is not None and first < line:
+            result.duplicates += 1
+            if len(result.duplicate_lines) < MAX_PROBLEMS_KEPT:
+                result.duplicate_lines.append((line, first))
+        else:
+            yield line, key, item
+
+
+# --- job identity and checkpoints -----------------------------------------------------------------
+
+def state_dir() -> Path:
+    root = os.environ.get("MAILCTL_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "mailctl"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"
+
+
+def job_id_for(campaign: Campaign, check: CheckResult, config: Config, *, limit: int | None, to: str | None, new_job: bool) -> str:
+    digest = hashlib.sha256()
+    for part in (campaign.fingerprint, check.recipients_sha256, str(config.sending.chunk_size), str(limit), str(to), config.queue):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    fingerprint = digest.hexdigest()
+    suffix = fingerprint[:12] if not new_job else fingerprint[:4] + secrets.token_hex(4)
+    return f"{slug(campaign.name)}-{'test-' if to else ''}{suffix}"
+
+
+class Checkpoint:
+    """Chunks SQS has accepted for a job, appended as they are accepted. A line written with
+    os.write survives a kill -9 of this process: the kernel holds it."""
+
+    def __init__(self, job_id: str):
+        self.path = state_dir() / f"{job_id}.chunks"
+        self.done: set[int] = set()
+        if self.path.exists():
+            for line in self.path.read_text().split():
+                if line.isdigit():
+                    self.done.add(int(line))
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._lock = threading.Lock()
+
+    def record(self, chunks: list[int]) -> None:
+        with self._lock:
+            os.write(self._fd, "".join(f"{c}\n" for c in chunks).encode())
+            self.done.update(chunks)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+# --- pass 2: enqueue ----------------------------------------------------------------------------
+
+@dataclass
+class SendResult:
+    job_id: str
+    recipients: int
+    rejected: int
+    duplicates: int
+    messages: int
+    overflowed: int = 0
+    enqueued_now: int = 0
+    already_enqueued: int = 0
+    state: str = contract.JOB_STATE_ENQUEUED
+    dry_run: bool = False
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "recipients": self.recipients, "rejected": self.rejected,
+            "duplicates": self.duplicates, "messages": self.messages, "overflowed": self.overflowed,
+            "enqueued_now": self.enqueued_now, "already_enqueued": self.already_enqueued,
+            "state": self.state, "dry_run": self.dry_run, "resumed": self.resumed,
+        }
+
+
+def iter_chunks(spool: Path, chunk_size: int) -> Iterator[tuple[int, list[str]]]:
+    with spool.open("r", encoding="utf-8") as handle:
+        items: list[str] = []
+        number = 0
+        for line in handle:
+            items.append(line.rstrip("\n"))
+            if len(items) == chunk_size:
+                yield number, items
+                number, items = number + 1, []
+        if items:
+            yield number, items
+
+
+def chunk_body(job_id: str, number: int, bundle: contract.BundleRef, items: list[str]) -> str:
+    # String assembly: the items are already JSON, re-encoding a million of them costs seconds.
+    return (
+        f'{{"version":{contract.VERSION},"job_id":{_json(job_id)},"chunk":{number},'
+        f'"bundle":{{"bucket":{_json(bundle.bucket)},"key":{_json(bundle.key)}}},'
+        f'"recipients":[{",".join(items)}]}}'
+    )
+
+
+def _json(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def message_attributes(job_id: str, number: int) -> dict[str, dict[str, str]]:
+    return {
+        contract.JOB_ATTRIBUTE: {"DataType": "String", "StringValue": job_id},
+        contract.CHUNK_ATTRIBUTE: {"DataType": "Number", "StringValue": str(number)},
+    }
+
+
+@dataclass
+class Progress:
+    """What the enqueue loop reports; the command renders it."""
+
+    on_batch: Callable[[int, int, int], None] = lambda recipients, messages, overflowed: None
+
+
+class Enqueuer:
+    def __init__(self, clients: Clients, config: Config, job_id: str, bundle: contract.BundleRef, checkpoint: Checkpoint,
+                 progress: Progress, sleep: Callable[[float], None] = time.sleep):
+        self.queue = SqsQueue(clients.sqs, config.queue)
+        self.clients = clients
+        self.config = config
+        self.job_id = job_id
+        self.bundle = bundle
+        self.checkpoint = checkpoint
+        self.progress = progress
+        self.sleep = sleep
+        self._offloader: Offloader | None = None
+        self.overflowed = 0
+        self.sent_messages = 0
+
+    def offloader(self) -> Offloader:
+        if self._offloader is None:
+            self._offloader = Offloader(self.clients, self.config.bucket)
+        return self._offloader
+
+    def _send_batch(self, batch: list[Outgoing]) -> list[int]:
+        """Send one batch, retrying entries SQS reports in Failed. Returns the chunks accepted;
+        raises PartialEnqueue if some never are."""
+        pending = {str(m.chunk): m for m in batch}
+        accepted: list[int] = []
+        for attempt in range(SEND_ATTEMPTS):
+            ok, failed = self.queue.send_batch([m.entry() for m in pending.values()])
+            for entry_id in ok:
+                accepted.append(pending.pop(entry_id).chunk)
+            if not pending:
+                return accepted
+            if any(f.get("SenderFault") for f in failed):
+                reason = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in failed if f.get("SenderFault"))
+                self._failed_batch(accepted, pending, reason)
+            self.sleep(min(0.2 * 2**attempt, 5) * (0.5 + random.random()))
+        self._failed_batch(accepted, pending, "; ".join(f"{f.get('Code')}" for f in failed))
+        return accepted
+
+    def _failed_batch(self, accepted: list[int], pending: dict[str, Outgoing], reason: str) -> None:
+        self.checkpoint.record(accepted)
+        raise PartialEnqueue(f"chunks {', '.join(sorted(pending, key=int))} were not accepted by the queue: {reason}")
+
+    def _send_large(self, message: Outgoing) -> list[int]:
+        self.offloader().send(self.queue.url, message.body, message.attributes)
+        return [message.chunk]
+
+    def run(self, spool: Path, chunk_size: int) -> None:
+        max_bytes = self.queue.max_message_size()
+        self.queue.url  # resolve once, before the threads start
+        concurrency = self.config.sending.concurrency
+        executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="enqueue")
+        in_flight: dict[Future, list[Outgoing]] = {}
+        error: Exception | None = None
+
+        def settle(futures) -> None:
+            nonlocal error
+            for future in futures:
+                messages = in_flight.pop(future)
+                try:
+                    accepted = future.result()
+                except Exception as exc:  # noqa: BLE001  (stop sending; the others still get checkpointed)
+                    error = error or exc
+                    continue
+                self.checkpoint.record(accepted)
+                overflowed = sum(1 for m in messages if m.size > max_bytes)
+                self.overflowed += overflowed
+                self.sent_messages += len(accepted)
+                self.progress.on_batch(sum(m.recipients for m in messages), len(accepted), overflowed)
+
+        def outgoing() -> Iterator[Outgoing]:
+            for number, items in iter_chunks(spool, chunk_size):
+                if number in self.checkpoint.done:
+                    continue
+                yield Outgoing(number, chunk_body(self.job_id, number, self.bundle, items), message_attributes(self.job_id, number), len(items))
+
+        def batches() -> Iterator[tuple[Callable[[], list[int]], list[Outgoing]]]:
+            for batch in pack(outgoing(), max_bytes):
+                if oversized(batch, max_bytes):
+                    yield (lambda m=batch[0]: self._send_large(m)), batch
+                else:
+                    yield (lambda b=batch: self._send_batch(b)), batch
+
+        try:
+            for task, messages in batches():
+                if error is not None:
+                    break
+                while len(in_flight) >= concurrency * 2:
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    settle(done)
+                in_flight[executor.submit(task)] = messages
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                settle(done)
+        except KeyboardInterrupt:
+            # Let the calls already in flight finish and checkpoint them, so a resume skips them.
+            executor.shutdown(wait=True, cancel_futures=True)
+            settle([f for f in list(in_flight) if f.done() and not f.cancelled()])
+            raise Interrupted(
+                f"interrupted: job {self.job_id} is partly enqueued ({len(self.checkpoint.done)} chunks on the queue)",
+                hint="run the same command again to resume; chunks already on the queue are not sent again",
+            ) from None
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if error is not None and not isinstance(error, MailctlError):
+            raise error
+        if error is not None:
+            hint = "run the same command again to resume the job; chunks already on the queue are not sent again"
+            if isinstance(error, PartialEnqueue):
+                raise PartialEnqueue(f"job {self.job_id}: {error.message}", hint=hint)
+            raise PartialEnqueue(f"job {self.job_id} is partly enqueued: {error.message}", hint=error.hint and f"{error.hint}; then {hint}" or hint)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare_test_send(check: CheckResult, to: str) -> None:
+    """`--to`: one message, the first row's data, to a test address instead of the list."""
+    try:
+        address = normalize_address(to.strip())
+    except RowProblem as exc:
+        raise UserError(f"--to: not a valid address: {exc}") from None
+    if check.first_row is None:
+        raise ValidationFailed(f"{check.source}: no valid recipient row to take sample data from")
+    check.spool.write_text(encode_item(address, check.first_row, 0) + "\n", encoding="utf-8")
+    check.spooled = 1
+
+
+def enqueue_job(
+    clients: Clients,
+    config: Config,
+    campaign: Campaign,
+    check: CheckResult,
+    job_id: str,
+    progress: Progress,
+) -> SendResult:
+    """Pass 2: bundle and manifest, then the chunks. Resumes a job already partly enqueued."""
+    chunk_size = config.sending.chunk_size
+    messages = -(-check.spooled // chunk_size)
+    table = StateTable(clients.dynamodb, config.table)
+    store = S3Store(clients.s3, config.bucket)
+    queue = SqsQueue(clients.sqs, config.queue)
+    queue.url  # fail fast, before anything is written, if the queue is missing
+
+    existing = table.get_manifest(job_id)
+    result = SendResult(job_id=job_id, recipients=check.spooled, rejected=check.rejected, duplicates=check.duplicates, messages=messages)
+    if existing and existing.get("state") == contract.JOB_STATE_CANCELLED:
+        raise UserError(f"job {job_id} was cancelled", hint="pass --new-job to send these recipients as a new job")
+    if existing and existing.get("state") == contract.JOB_STATE_ENQUEUED:
+        result.already_enqueued = messages
+        result.resumed = True
+        return result
+
+    bundle_body, digest = contract.encode_bundle(campaign.bundle(config.sending.configuration_set))
+    bundle = contract.BundleRef(bucket=config.bucket, key=contract.bundle_key(digest))
+    if not store.exists(bundle.key):
+        store.put(bundle.key, bundle_body, "application/json")
+    rows_key = f"jobs/{job_id}/recipients.jsonl.gz"
+    if existing is None:
+        with tempfile.NamedTemporaryFile(suffix=".jsonl.gz") as packed:
+            with check.spool.open("rb") as raw, gzip.open(packed.name, "wb", compresslevel=1) as gz:
+                shutil.copyfileobj(raw, gz, 1 << 20)
+            store.put_file(rows_key, packed.name)
+    table.put_manifest({
+        "job_id": job_id,
+        "name": campaign.name,
+        "state": contract.JOB_STATE_ENQUEUEING,
+        "created_at": (existing or {}).get("created_at") or now_iso(),
+        "updated_at": now_iso(),
+        "recipients": check.spooled,
+        "rejected": check.rejected,
+        "duplicates": check.duplicates,
+        "messages": messages,
+        "chunk_size": chunk_size,
+        "bucket": config.bucket,
+        "bundle_key": bundle.key,
+        "rows_key": rows_key,
+        "idempotency_shards": config.sending.idempotency_shards,
+        "campaign": campaign.model.model_dump_json(by_alias=True),
+        "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
+    })
+
+    checkpoint = Checkpoint(job_id)
+    result.resumed = bool(checkpoint.done)
+    result.already_enqueued = len(checkpoint.done)
+    try:
+        enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, progress)
+        enqueuer.run(check.spool, chunk_size)
+    finally:
+        checkpoint.close()
+    result.overflowed = enqueuer.overflowed
+    result.enqueued_now = enqueuer.sent_messages
+    table.update_manifest(job_id, state=contract.JOB_STATE_ENQUEUED, updated_at=now_iso(), enqueued_at=now_iso())
+    return result
+
+
+__all__ = [
+    "CheckResult", "SendResult", "Progress", "check_recipients", "enqueue_job", "job_id_for", "prepare_test_send",
+    "AwsError", "ConfigError", "mask",
+]
