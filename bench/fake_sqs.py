@@ -122,13 +122,21 @@ class _EntryError(Exception):
         self.message = message
 
 
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))  # isascii() is O(1)
+
+
 def message_size(body: str, attributes: dict[str, Any] | None) -> int:
     """Bytes SQS counts against MaximumMessageSize: the UTF-8 body, plus, for every message
     attribute, its name, its data type and its value (documented on MessageAttributeValue)."""
-    size = len(body.encode("utf-8"))
-    for name, value in (attributes or {}).items():
-        size += len(name.encode("utf-8")) + len(value.get("DataType", "").encode("utf-8"))
-        size += len(_attribute_value_bytes(value))
+    size = _utf8_len(body)
+    if attributes:
+        for name, value in attributes.items():
+            size += _utf8_len(name) + _utf8_len(value.get("DataType", ""))
+            if "StringValue" in value:
+                size += _utf8_len(value["StringValue"])
+            elif "BinaryValue" in value:
+                size += len(_attribute_value_bytes(value))
     return size
 
 
@@ -143,16 +151,17 @@ def _attribute_value_bytes(value: dict[str, Any]) -> bytes:
 def md5_of_attributes(attributes: dict[str, Any]) -> str:
     """The MD5OfMessageAttributes algorithm SQS documents: per attribute in name order, each of
     name, data type, transport type (1 string, 2 binary) and value, length-prefixed (4 bytes)."""
-    digest = hashlib.md5()
+    buffer = bytearray()
     for name in sorted(attributes):
         value = attributes[name]
-        data_type = value["DataType"]
-        for part in (name.encode("utf-8"), data_type.encode("utf-8")):
-            digest.update(len(part).to_bytes(4, "big") + part)
+        for part in (name.encode("utf-8"), value["DataType"].encode("utf-8")):
+            buffer += len(part).to_bytes(4, "big")
+            buffer += part
         raw = _attribute_value_bytes(value)
-        digest.update(b"\x02" if "BinaryValue" in value else b"\x01")
-        digest.update(len(raw).to_bytes(4, "big") + raw)
-    return digest.hexdigest()
+        buffer += b"\x02" if "BinaryValue" in value else b"\x01"
+        buffer += len(raw).to_bytes(4, "big")
+        buffer += raw
+    return hashlib.md5(buffer).hexdigest()
 
 
 def _validate_attributes(attributes: Any) -> dict[str, Any]:
@@ -325,6 +334,9 @@ class FakeSqs:
                 "largest_message_bytes": self._largest_message,
                 "largest_batch_bytes": self._largest_batch,
                 "request_bytes": self._request_bytes,
+                # CPU of the whole process hosting the endpoint (all threads): meaningful when it
+                # runs in its own process (FakeSqsProcess or the command line).
+                "process_cpu_seconds": round(time.process_time(), 3),
                 "queues": {
                     q.name: {
                         "messages_accepted": q.messages_accepted,
@@ -492,7 +504,9 @@ class FakeSqs:
         queue.in_flight.clear()
         return {}
 
-    def _check_message(self, queue: _Queue, entry: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+    def _check_message(
+        self, queue: _Queue, entry: dict[str, Any], size: int | None = None
+    ) -> tuple[str, dict[str, Any], int]:
         """Validate one message; returns (body, attributes, counted size) or raises _EntryError."""
         body = entry.get("MessageBody")
         if not isinstance(body, str) or body == "":
@@ -504,7 +518,8 @@ class FakeSqs:
                 "InvalidParameterValue",
                 f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_SECONDS}.",
             )
-        size = message_size(body, attributes)
+        if size is None:
+            size = message_size(body, attributes)
         if size > queue.max_message_size:
             raise _EntryError(
                 "InvalidParameterValue",
@@ -577,28 +592,29 @@ class FakeSqs:
             if entry_id in seen:
                 raise SqsError("BatchEntryIdsNotDistinct", f"Id {entry_id} repeated.")
             seen.add(entry_id)
-        total = 0
+        sizes: list[int | None] = []
         for entry in entries:
             body = entry.get("MessageBody")
             attributes = entry.get("MessageAttributes")
             try:
-                total += message_size(body if isinstance(body, str) else "", attributes if isinstance(attributes, dict) else None)
-            except (binascii.Error, ValueError, AttributeError):
-                pass  # a malformed attribute fails its own entry below
+                sizes.append(message_size(body, attributes))
+            except (binascii.Error, ValueError, AttributeError, TypeError):
+                sizes.append(None)  # malformed: its own entry fails below, with the reason
+        total = sum(size or 0 for size in sizes)
         limit = self.batch_limit if self.batch_limit is not None else queue.max_message_size
         if total > limit:
             raise SqsError(
                 "BatchRequestTooLong", f"Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
             )
         successful, failed = [], []
-        for entry in entries:
+        for entry, size in zip(entries, sizes):
             try:
                 if self._fail_next:
                     code, sender_fault = self._fail_next.pop(0)
                     failed.append({"Id": entry["Id"], "SenderFault": sender_fault, "Code": code, "Message": "Injected failure."})
                     self._failed_entries[code] += 1
                     continue
-                body, attributes, size = self._check_message(queue, entry)
+                body, attributes, size = self._check_message(queue, entry, size)
             except _EntryError as exc:
                 failed.append({"Id": entry["Id"], "SenderFault": True, "Code": exc.name, "Message": exc.message})
                 self._failed_entries[exc.name] += 1
@@ -794,40 +810,62 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a line per request would cost more than the request
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes, content_type: str = JSON_CONTENT_TYPE) -> None:
-        lines = [
-            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(body)}",
-            f"x-amzn-RequestId: {uuid.uuid4()}",
-        ]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nx-amzn-RequestId: {uuid.uuid4()}\r\n"
+        )
+        for key, value in headers.items():
+            head += f"{key}: {value}\r\n"
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write((head + "\r\n").encode("latin-1") + body)
 
-    def _read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            self._reply(411, {}, b'{"message": "chunked bodies are not supported"}')
-            return None
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        raw = self._read_body()
-        if raw is None:
+    def handle_one_request(self) -> None:
+        """A lean HTTP/1.1 request reader: the stdlib's parse_request (email-package header
+        parsing, a Date header per response) costs more than the SQS work of a 10-entry batch."""
+        self.close_connection = True
+        line = self.rfile.readline(65537)
+        if not line:
             return
-        if self.path.startswith("/_reset"):
+        parts = line.split()
+        if len(parts) != 3 or len(line) > 65536:
+            self._reply(400, {}, b'{"message": "bad request line"}')
+            return
+        method, path, version = parts
+        headers: dict[bytes, bytes] = {}
+        while True:
+            header = self.rfile.readline(65537)
+            if header in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = header.partition(b":")
+            headers[key.strip().lower()] = value.strip()
+            if len(headers) > 100:
+                self._reply(400, {}, b'{"message": "too many headers"}')
+                return
+        self.close_connection = version != b"HTTP/1.1" or headers.get(b"connection", b"").lower() == b"close"
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            self.close_connection = True
+            self._reply(411, {}, b'{"message": "chunked bodies are not supported; send Content-Length"}')
+            return
+        if headers.get(b"expect", b"").lower() == b"100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = int(headers.get(b"content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if method == b"POST" and path.startswith(b"/_reset"):
             self.fake.reset()
             self._reply(200, {}, b"{}", "application/json")
-            return
-        host = self.headers.get("Host") or f"{self.fake.host}:{self.server.server_address[1]}"
-        status, headers, body = self.fake.handle(self.headers.get("X-Amz-Target", ""), raw, f"http://{host}")
-        self._reply(status, headers, body)
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        if self.path.startswith("/_stats"):
+        elif method == b"GET" and path.startswith(b"/_stats"):
             self._reply(200, {}, json.dumps(self.fake.stats()).encode(), "application/json")
+        elif method == b"POST":
+            host = headers.get(b"host", b"").decode("latin-1") or f"{self.fake.host}:{self.server.server_address[1]}"
+            target = headers.get(b"x-amz-target", b"").decode("latin-1")
+            status, extra, body = self.fake.handle(target, raw, f"http://{host}")
+            self._reply(status, extra, body)
         else:
             self._reply(200, {}, b'{"service": "fake-sqs"}', "application/json")
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 411: "Length Required", 500: "Internal Server Error"}
 
 
 class FakeSqsProcess:

@@ -42,7 +42,11 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """One moto server for the session, on a free loopback port; tests reset it before use."""
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

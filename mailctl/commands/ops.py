@@ -1,9 +1,105 @@
-"""mailctl commands: ops."""
+"""mailctl cancel, pause, resume, doctor: operating the deployed system."""
 
 from __future__ import annotations
 
 import typer
+from rich.text import Text
+
+from mailctl.console import err, out, print_json
+from mailctl.context import app_context
+from mailctl.services import doctor as doctor_service
+from mailctl.services import ops as service
+
+_STYLE = {doctor_service.OK: "green", doctor_service.WARNING: "yellow", doctor_service.PROBLEM: "bold red"}
+
+
+def cancel(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="The job to cancel (see `mailctl jobs`).", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Cancel without asking."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Cancel a job: the sender skips its recipients not sent yet; `mailctl status` counts them as skipped.
+
+    Mail already sent stays sent. The job's messages still flow through the queue (and are
+    acknowledged without sending), so the queue drains normally.
+    """
+    app = app_context(ctx)
+    job = service.get_job(app.config, app.clients, job_id)
+    if not yes:
+        recipients = int(job.get("recipients") or 0)
+        name = job.get("name") or job_id
+        typer.confirm(f"Cancel job {job_id} ({name}, {recipients:,} recipients, state {job.get('state')})?", abort=True, err=True)
+    result = service.cancel_job(app.config, app.clients, job_id)
+    if as_json:
+        print_json(result.as_dict())
+    elif result.already_cancelled:
+        out.print(f"job {job_id} was already cancelled", markup=False)
+    else:
+        out.print(f"job {job_id}: cancelled (was {result.previous_state}); its unsent recipients will be skipped", markup=False)
+
+
+def _switch(ctx: typer.Context, enabled: bool, as_json: bool) -> None:
+    app = app_context(ctx)
+    result = service.set_sending(app.config, app.clients, enabled)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    verb = "resumed" if enabled else "paused"
+    out.print(f"{verb}: event source mapping {result.mapping_uuid} ({result.queue} -> {result.function}) is {result.state}", markup=False)
+    if not enabled:
+        err.print(
+            "messages wait in the queue while paused, and still age towards its retention; `mailctl resume` to send again",
+            markup=False,
+        )
+
+
+def pause(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Stop sending: disable the sender's event source mapping (the local worker obeys it too)."""
+    _switch(ctx, False, as_json)
+
+
+def resume(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Send again: enable the sender's event source mapping."""
+    _switch(ctx, True, as_json)
+
+
+def doctor(
+    ctx: typer.Context,
+    identity: list[str] = typer.Option(None, "--identity", help="A sender address or domain to check in SES (repeatable; default: the newest jobs' From).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {check, status, detail, fix} on stdout."),
+) -> None:
+    """Check the deployed queue, DLQ, function, mapping, bucket, table and SES account against what
+    production needs. Exit 1 when any check is a problem."""
+    app = app_context(ctx)
+    checks = doctor_service.run_doctor(app.config, app.clients, identities=identity or None)
+    if as_json:
+        print_json([c.as_dict() for c in checks])
+    else:
+        width = max(len(c.check) for c in checks)
+        for check in checks:
+            out.print(Text.assemble((f"{check.status:<8}", _STYLE[check.status]), f"{check.check:<{width}}  ", check.detail))
+            if check.fix and check.status != doctor_service.OK:
+                out.print(Text.assemble(" " * (8 + width + 2), ("fix: ", "bold"), check.fix))
+        counts = {s: sum(1 for c in checks if c.status == s) for s in _STYLE}
+        err.print(
+            f"{counts['ok']} ok, {counts['warning']} warning{'s' if counts['warning'] != 1 else ''}, "
+            f"{counts['problem']} problem{'s' if counts['problem'] != 1 else ''}",
+            markup=False,
+        )
+    if doctor_service.has_problems(checks):
+        raise doctor_service.DoctorFoundProblems(checks)
 
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the root app."""
+    app.command("cancel")(cancel)
+    app.command("pause")(pause)
+    app.command("resume")(resume)
+    app.command("doctor")(doctor)

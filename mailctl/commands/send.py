@@ -60,7 +60,7 @@ def send(
         if to:
             service.prepare_test_send(check, to)
         job_id = service.job_id_for(campaign, check, config, limit=limit, to=to, new_job=new_job or bool(to))
-        _show_plan(campaign, check, config, job_id, dry_run)
+        _show_plan(campaign, check, config, job_id, dry_run, full=dry_run or not yes)
         if dry_run:
             if as_json:
                 print_json({**_summary(job_id, check, config), "dry_run": True})
@@ -96,16 +96,16 @@ def _report_problems(check: service.CheckResult) -> None:
     if check.rejected > SHOWN_PROBLEMS:
         more = check.rejected - SHOWN_PROBLEMS
         where = f"; all of them are in {check.rejected_file}" if check.rejected_file else ""
-        err.print(f"... and {more:,} more invalid row{'s' if more != 1 else ''}{where}", markup=False)
+        err.print(f"... and {more:,} more invalid row{'s' if more != 1 else ''}{where}", markup=False, soft_wrap=True)
     elif check.rejected_file and check.rejected:
-        err.print(f"rejected rows written to {check.rejected_file}", markup=False)
+        err.print(f"rejected rows written to {check.rejected_file}", markup=False, soft_wrap=True)
     for line, first in check.duplicate_lines[:SHOWN_PROBLEMS]:
-        err.print(f"{check.source}:{line}: duplicate of line {first}; sent once", markup=False)
+        err.print(f"{check.source}:{line}: duplicate of line {first}; sent once", markup=False, soft_wrap=True)
     if check.duplicates > SHOWN_PROBLEMS:
         err.print(f"... and {check.duplicates - SHOWN_PROBLEMS:,} more duplicates", markup=False)
 
 
-def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool) -> None:
+def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool, full: bool) -> None:
     from mail_sender.templating import TemplateProblem
 
     summary = _summary(job_id, check, config)
@@ -124,7 +124,10 @@ def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_ru
         table.add_row("sample body", body[:400] + ("…" if len(body) > 400 else ""))
     except TemplateProblem as problem:
         raise UserError(f"{campaign.path}: {problem}", hint="the first valid row could not be rendered") from None
-    err.print(table)
+    if full:
+        err.print(table)
+    else:
+        err.print(f"job {job_id}: {summary['recipients']:,} recipients in {summary['messages']:,} messages to {config.queue}", markup=False, soft_wrap=True)
 
 
 def _confirm(check: service.CheckResult, job_id: str) -> None:

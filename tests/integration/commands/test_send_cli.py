@@ -1,0 +1,154 @@
+"""`mailctl send` through its command line: bad input is exit 2, one line naming the file, row or
+field, and nothing on the queue; good input is enqueued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mailctl.cli import main
+from tests.helpers import people, write_campaign
+
+
+@pytest.fixture
+def config_file(tmp_path, stack, local_config, monkeypatch):
+    monkeypatch.setenv("MAILCTL_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "mailctl.yaml"
+    path.write_text(f"aws:\n  endpoint_url: {local_config.aws.endpoint_url}\n")
+    return path
+
+
+def _queue_depth(clients, stack) -> int:
+    attrs = clients.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _send(config_file, campaign, *extra):
+    return main(["--config", str(config_file), "send", str(campaign), "--yes", *extra])
+
+
+BAD_CSV = {
+    "unclosed quote": ('email,name,token\na@example.com,"Alice,t1\nb@example.com,Bob,t2\n', "malformed CSV"),
+    "ragged row": ("email,name,token\na@example.com,Alice\n", "ragged row"),
+    "empty file": ("", "empty file"),
+    "no email column": ("mail,name,token\na@example.com,Alice,t1\n", "no 'email' column"),
+    "invalid address": ("email,name,token\nnot-an-address,Alice,t1\n", ":2: "),
+    "missing variable column": ("email,name\na@example.com,Alice\n", "template variable 'token' has no column"),
+    "CR/LF in a header value": ('email,name,token\na@example.com,"Alice\r\nBcc: x@evil.com",t1\n', "line break"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSV))
+def test_bad_recipient_files_exit_2_naming_the_place_and_enqueue_nothing(case, tmp_path, config_file, clients, stack, capsys):
+    # Given a campaign whose recipient file has one kind of problem
+    text, expected = BAD_CSV[case]
+    campaign = write_campaign(tmp_path / "c", recipients_text=text)
+    # When it is sent
+    code = _send(config_file, campaign)
+    # Then exit 2, a message naming the file (and row) with the problem, and an empty queue
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "recipients.csv" in err and expected in err
+    assert _queue_depth(clients, stack) == 0
+
+
+def test_invalid_utf8_names_the_line(tmp_path, config_file, clients, stack, capsys):
+    campaign = write_campaign(tmp_path / "c", recipients_text="")
+    (tmp_path / "c" / "recipients.csv").write_bytes(b"email,name,token\na@example.com,Al\xffce,t1\n")
+    assert _send(config_file, campaign) == 2
+    assert "recipients.csv:2: not valid UTF-8" in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
+
+
+CAMPAIGN_PROBLEMS = {
+    "unknown key": ("subjet: typo\n", "subjet: unknown key"),
+    "wrong type": ("headers: [1, 2]\n", "headers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAMPAIGN_PROBLEMS))
+def test_campaign_key_problems_name_the_key(case, tmp_path, config_file, capsys):
+    extra, expected = CAMPAIGN_PROBLEMS[case]
+    campaign = write_campaign(tmp_path / "c", people(2), extra=extra)
+    assert _send(config_file, campaign) == 2
+    err = capsys.readouterr().err
+    assert "campaign.yaml" in err and expected in err
+
+
+TEMPLATE_PROBLEMS = {
+    "syntax error": ("<p>{{ name </p>\n", "body.html, line 1"),
+    "python internals": ("{{ ''.__class__.__mro__ }}\n", "is not allowed in the sandbox"),
+    "file read": ("{% include '/etc/passwd' %}\n", "include"),
+    "missing variable": ("<p>{{ nickname }}</p>\n", "template variable 'nickname' has no column"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATE_PROBLEMS))
+def test_template_problems_are_refused_before_anything_is_enqueued(case, tmp_path, config_file, clients, stack, capsys):
+    html, expected = TEMPLATE_PROBLEMS[case]
+    campaign = write_campaign(tmp_path / "c", people(3), html=html)
+    assert _send(config_file, campaign) == 2
+    assert expected in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
+
+
+def test_missing_template_file_names_the_key(tmp_path, config_file, capsys):
+    campaign = write_campaign(tmp_path / "c", people(1))
+    (tmp_path / "c" / "body.txt").unlink()
+    assert _send(config_file, campaign) == 2
+    assert "text: file not found: body.txt" in capsys.readouterr().err
+
+
+def test_a_50_mb_field_is_refused_and_a_1_2_mb_field_travels_through_s3(tmp_path, config_file, clients, stack, capsys):
+    # Given one row with a 50 MB field
+    rows = people(3)
+    rows[1]["name"] = "x" * (50 * 1024 * 1024)
+    campaign = write_campaign(tmp_path / "big", rows)
+    # Then it is refused: over SES's 40 MB limit
+    assert _send(config_file, campaign) == 2
+    assert "over SES's 40 MB limit" in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
+    # Given instead a 1.2 MB field / When sent / Then it is enqueued, through S3
+    rows[1]["name"] = "y" * 1_200_000
+    campaign = write_campaign(tmp_path / "ok", rows)
+    assert _send(config_file, campaign, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["recipients"] == 3 and result["overflowed"] == 1
+
+
+def test_duplicates_are_sent_once_and_reported(tmp_path, config_file, clients, stack, capsys):
+    rows = people(5) + [{"email": "USER1@example.com", "name": "dup", "token": "t"}]
+    campaign = write_campaign(tmp_path / "c", rows)
+    assert _send(config_file, campaign, "--json") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["duplicates"] == 1
+    assert "recipients.csv:7: duplicate of line 3; sent once" in captured.err
+
+
+def test_skip_invalid_sends_the_valid_rows_and_writes_the_rejected(tmp_path, config_file, clients, stack, capsys):
+    rows = people(4) + [{"email": "broken@", "name": "x", "token": "t"}]
+    campaign = write_campaign(tmp_path / "c", rows)
+    rejected = tmp_path / "rejected.csv"
+    assert _send(config_file, campaign, "--skip-invalid", "--rejected-file", str(rejected), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["recipients"] == 4
+    lines = rejected.read_text().splitlines()
+    assert lines[0] == "email,name,token,line,reason" and lines[1].startswith("broken@,x,t,6,")
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_sent(tmp_path, config_file, clients, stack, capsys):
+    campaign = write_campaign(tmp_path / "c", people(2))
+    assert main(["--config", str(config_file), "send", str(campaign)]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
+
+
+def test_unreachable_endpoint_is_exit_1_with_a_hint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILCTL_STATE_DIR", str(tmp_path / "state"))
+    config = tmp_path / "down.yaml"
+    config.write_text("aws:\n  endpoint_url: http://127.0.0.1:9\n")
+    campaign = write_campaign(tmp_path / "c", people(2))
+    code = main(["--config", str(config), "send", str(campaign), "--yes"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot reach" in err and "Traceback" not in err
