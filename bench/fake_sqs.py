@@ -52,6 +52,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from os import urandom as _urandom
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -67,6 +68,14 @@ ENDPOINT_BANNER = "FAKE_SQS_ENDPOINT"
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 # The characters SQS accepts in a body or string attribute (the W3C XML set, per the SendMessage docs).
 _INVALID_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ASCII_INVALID = bytes(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _valid_text(text: str) -> bool:
+    if text.isascii():  # the common case, ten times faster than the regex below
+        encoded = text.encode("ascii")
+        return len(encoded.translate(None, _ASCII_INVALID)) == len(encoded)
+    return _INVALID_CHARS.search(text) is None
 
 # query code (the x-amzn-query-error header, which boto3 reports as Error.Code) and the `__type`
 # shape, per the SQS Smithy model's awsQueryError traits. Codes with no trait use the shape name.
@@ -116,57 +125,85 @@ class SqsError(Exception):
 class _EntryError(Exception):
     """Refuses one message; a batch reports it in `Failed`, SendMessage as a whole-call error."""
 
-    def __init__(self, name: str, message: str):
+    def __init__(self, name: str, message: str, sender_fault: bool = True):
         super().__init__(message)
         self.name = name
         self.message = message
+        self.sender_fault = sender_fault
 
 
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))  # isascii() is O(1)
 
 
-def message_size(body: str, attributes: dict[str, Any] | None) -> int:
-    """Bytes SQS counts against MaximumMessageSize: the UTF-8 body, plus, for every message
-    attribute, its name, its data type and its value (documented on MessageAttributeValue)."""
-    size = _utf8_len(body)
-    if attributes:
-        for name, value in attributes.items():
-            size += _utf8_len(name) + _utf8_len(value.get("DataType", ""))
-            if "StringValue" in value:
-                size += _utf8_len(value["StringValue"])
-            elif "BinaryValue" in value:
-                size += len(_attribute_value_bytes(value))
-    return size
+# Validated attributes, by (name, data type, string value): a job's messages repeat most of theirs.
+_SEGMENTS: dict[tuple[str, str, str], tuple[bytes, int]] = {}
+_SEGMENTS_MAX = 100_000
 
 
-def _attribute_value_bytes(value: dict[str, Any]) -> bytes:
-    if "StringValue" in value:
-        return value["StringValue"].encode("utf-8")
-    if "BinaryValue" in value:
-        return value["_raw"] if "_raw" in value else base64.b64decode(value["BinaryValue"])
-    return b""
+def _attribute_segment(name: Any, value: Any) -> tuple[bytes, int]:
+    """Validate one message attribute; return its MD5OfMessageAttributes input (name, data type,
+    transport type 1=string/2=binary, value, each length-prefixed with 4 bytes) and the bytes it
+    counts toward the message size (name + data type + value, as SQS documents)."""
+    if isinstance(value, dict):
+        string = value.get("StringValue")
+        if type(string) is str and type(name) is str:
+            hit = _SEGMENTS.get((name, value.get("DataType"), string))
+            if hit is not None:
+                return hit
+    data_type = value.get("DataType") if isinstance(value, dict) else None
+    if not isinstance(name, str) or not name or not isinstance(data_type, str) or not data_type:
+        raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' must contain a data type.")
+    base = data_type.split(".", 1)[0]
+    if base in ("String", "Number"):
+        string = value.get("StringValue")
+        if not isinstance(string, str) or not string:
+            raise _EntryError(
+                "InvalidParameterValue",
+                f"The message attribute '{name}' must contain non-empty message attribute value "
+                f"for message attribute type '{data_type}'.",
+            )
+        if not _valid_text(string):
+            raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' contains invalid characters.")
+        raw, transport = string.encode("utf-8"), b"\x01"
+    elif base == "Binary":
+        try:
+            raw = base64.b64decode(value.get("BinaryValue") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' is not valid base64.") from None
+        if not raw:
+            raise _EntryError(
+                "InvalidParameterValue",
+                f"The message attribute '{name}' must contain non-empty message attribute value "
+                f"for message attribute type '{data_type}'.",
+            )
+        transport = b"\x02"
+    else:
+        raise _EntryError(
+            "InvalidParameterValue",
+            f"The message attribute '{name}' has an invalid message attribute type, the set of supported "
+            "type prefixes is Binary, Number, and String.",
+        )
+    name_bytes, type_bytes = name.encode("utf-8"), data_type.encode("utf-8")
+    segment = b"".join(
+        (
+            len(name_bytes).to_bytes(4, "big"), name_bytes,
+            len(type_bytes).to_bytes(4, "big"), type_bytes,
+            transport, len(raw).to_bytes(4, "big"), raw,
+        )
+    )  # fmt: skip
+    result = (segment, len(name_bytes) + len(type_bytes) + len(raw))
+    if transport == b"\x01":
+        if len(_SEGMENTS) >= _SEGMENTS_MAX:
+            _SEGMENTS.clear()
+        _SEGMENTS[(name, data_type, value["StringValue"])] = result
+    return result
 
 
-def md5_of_attributes(attributes: dict[str, Any]) -> str:
-    """The MD5OfMessageAttributes algorithm SQS documents: per attribute in name order, each of
-    name, data type, transport type (1 string, 2 binary) and value, length-prefixed (4 bytes)."""
-    buffer = bytearray()
-    for name in sorted(attributes):
-        value = attributes[name]
-        for part in (name.encode("utf-8"), value["DataType"].encode("utf-8")):
-            buffer += len(part).to_bytes(4, "big")
-            buffer += part
-        raw = _attribute_value_bytes(value)
-        buffer += b"\x02" if "BinaryValue" in value else b"\x01"
-        buffer += len(raw).to_bytes(4, "big")
-        buffer += raw
-    return hashlib.md5(buffer).hexdigest()
-
-
-def _validate_attributes(attributes: Any) -> dict[str, Any]:
-    if attributes is None:
-        return {}
+def inspect_attributes(attributes: Any) -> tuple[str | None, int]:
+    """Validate a message's attributes; return (MD5OfMessageAttributes or None, bytes counted)."""
+    if not attributes:
+        return None, 0
     if not isinstance(attributes, dict):
         raise _EntryError("InvalidParameterValue", "MessageAttributes must be a map.")
     if len(attributes) > MAX_MESSAGE_ATTRIBUTES:
@@ -174,42 +211,28 @@ def _validate_attributes(attributes: Any) -> dict[str, Any]:
             "InvalidParameterValue",
             f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum [{MAX_MESSAGE_ATTRIBUTES}].",
         )
-    for name, value in attributes.items():
-        data_type = value.get("DataType") if isinstance(value, dict) else None
-        if not name or not data_type:
-            raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' must contain a data type.")
-        base = data_type.split(".", 1)[0]
-        if base in ("String", "Number"):
-            if not value.get("StringValue"):
-                raise _EntryError(
-                    "InvalidParameterValue",
-                    f"The message attribute '{name}' must contain non-empty message attribute value "
-                    f"for message attribute type '{data_type}'.",
-                )
-            if _INVALID_CHARS.search(value["StringValue"]):
-                raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' contains invalid characters.")
-        elif base == "Binary":
-            try:
-                value["_raw"] = base64.b64decode(value.get("BinaryValue") or "", validate=True)
-            except (binascii.Error, ValueError):
-                raise _EntryError("InvalidParameterValue", f"The message attribute '{name}' is not valid base64.")
-            if not value["_raw"]:
-                raise _EntryError(
-                    "InvalidParameterValue",
-                    f"The message attribute '{name}' must contain non-empty message attribute value "
-                    f"for message attribute type '{data_type}'.",
-                )
-        else:
-            raise _EntryError(
-                "InvalidParameterValue",
-                f"The message attribute '{name}' has an invalid message attribute type, the set of supported "
-                "type prefixes is Binary, Number, and String.",
-            )
-    return attributes
+    segments = [_attribute_segment(name, attributes[name]) for name in sorted(attributes)]
+    return hashlib.md5(b"".join(segment for segment, _ in segments)).hexdigest(), sum(size for _, size in segments)
 
 
-def _public_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {name: {k: v for k, v in value.items() if k != "_raw"} for name, value in attributes.items()}
+def message_size(body: str, attributes: dict[str, Any] | None = None) -> int:
+    """Bytes SQS counts against MaximumMessageSize: the UTF-8 body, plus, for every message
+    attribute, its name, its data type and its value (documented on MessageAttributeValue)."""
+    return _utf8_len(body) + inspect_attributes(attributes)[1]
+
+
+def md5_of_attributes(attributes: dict[str, Any]) -> str | None:
+    """MD5OfMessageAttributes as SQS computes it (attributes in name order)."""
+    return inspect_attributes(attributes)[0]
+
+
+def _new_message_id() -> str:
+    # A random (version 4) UUID, formatted without uuid.UUID's overhead.
+    h = bytearray(_urandom(16))
+    h[6] = (h[6] & 0x0F) | 0x40
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 class _Queue:
@@ -360,7 +383,7 @@ class FakeSqs:
             {
                 "MessageId": m["MessageId"],
                 "Body": m["Body"],
-                "MessageAttributes": _public_attributes(m["MessageAttributes"]),
+                "MessageAttributes": m["MessageAttributes"],
             }
             for m in held
         ]
@@ -504,47 +527,52 @@ class FakeSqs:
         queue.in_flight.clear()
         return {}
 
-    def _check_message(
-        self, queue: _Queue, entry: dict[str, Any], size: int | None = None
-    ) -> tuple[str, dict[str, Any], int]:
-        """Validate one message; returns (body, attributes, counted size) or raises _EntryError."""
+    def _inspect(self, entry: dict[str, Any]) -> tuple[str, dict[str, Any], int, str | None]:
+        """Validate one message apart from the queue's size limit; returns (body, attributes,
+        counted size, MD5OfMessageAttributes) or raises _EntryError."""
         body = entry.get("MessageBody")
         if not isinstance(body, str) or body == "":
             raise _EntryError("MissingParameter", "The request must contain the parameter MessageBody.")
-        attributes = _validate_attributes(entry.get("MessageAttributes"))
+        attributes = entry.get("MessageAttributes") or {}
+        attributes_md5, attributes_size = inspect_attributes(attributes)
         delay = entry.get("DelaySeconds")
-        if delay is not None and not (isinstance(delay, int) and 0 <= delay <= MAX_DELAY_SECONDS):
+        if delay is not None and not (type(delay) is int and 0 <= delay <= MAX_DELAY_SECONDS):
             raise _EntryError(
                 "InvalidParameterValue",
-                f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_SECONDS}.",
+                f"Value {delay} for parameter DelaySeconds is invalid. "
+                f"Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_SECONDS}.",
             )
-        if size is None:
-            size = message_size(body, attributes)
-        if size > queue.max_message_size:
-            raise _EntryError(
-                "InvalidParameterValue",
-                f"One or more parameters are invalid. Reason: Message must be shorter than {queue.max_message_size} bytes.",
-            )
-        if _INVALID_CHARS.search(body):
+        if not _valid_text(body):
             raise _EntryError(
                 "InvalidMessageContents",
                 "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | "
                 "#xE000 to #xFFFD | #x10000 to #x10FFFF",
             )
-        return body, attributes, size
+        return body, attributes, _utf8_len(body) + attributes_size, attributes_md5
 
-    def _accept(self, queue: _Queue, body: str, attributes: dict[str, Any], size: int) -> dict[str, str]:
-        result = {"MessageId": str(uuid.uuid4()), "MD5OfMessageBody": hashlib.md5(body.encode("utf-8")).hexdigest()}
-        if attributes:
-            result["MD5OfMessageAttributes"] = md5_of_attributes(attributes)
-        body_bytes = len(body) if body.isascii() else len(body.encode("utf-8"))
+    @staticmethod
+    def _check_size(queue: _Queue, size: int) -> None:
+        if size > queue.max_message_size:
+            raise _EntryError(
+                "InvalidParameterValue",
+                f"One or more parameters are invalid. Reason: Message must be shorter than {queue.max_message_size} bytes.",
+            )
+
+    def _accept(
+        self, queue: _Queue, body: str, attributes: dict[str, Any], size: int, attributes_md5: str | None
+    ) -> dict[str, str]:
+        encoded = body.encode("utf-8")
+        result = {"MessageId": _new_message_id(), "MD5OfMessageBody": hashlib.md5(encoded).hexdigest()}
+        if attributes_md5 is not None:
+            result["MD5OfMessageAttributes"] = attributes_md5
         queue.held += 1
         queue.messages_accepted += 1
         queue.bytes_accepted += size
         self._messages_accepted += 1
         self._bytes_accepted += size
-        self._body_bytes_accepted += body_bytes
-        self._largest_message = max(self._largest_message, size)
+        self._body_bytes_accepted += len(encoded)
+        if size > self._largest_message:
+            self._largest_message = size
         if self.keep_bodies:
             queue.visible.append(
                 {
@@ -553,7 +581,6 @@ class FakeSqs:
                     "Body": body,
                     "MD5OfBody": result["MD5OfMessageBody"],
                     "MessageAttributes": attributes,
-                    "MD5OfMessageAttributes": result.get("MD5OfMessageAttributes"),
                     "SentTimestamp": str(int(time.time() * 1000)),
                     "ReceiveCount": 0,
                     "FirstReceive": None,
@@ -565,15 +592,16 @@ class FakeSqs:
     def _op_send_message(self, params, base_url):
         queue = self._queue(params)
         try:
-            body, attributes, size = self._check_message(queue, params)
+            body, attributes, size, attributes_md5 = self._inspect(params)
+            self._check_size(queue, size)
         except _EntryError as exc:
             raise SqsError(exc.name, exc.message) from None
-        return self._accept(queue, body, attributes, size)
+        return self._accept(queue, body, attributes, size, attributes_md5)
 
     def _op_send_message_batch(self, params, base_url):
         queue = self._queue(params)
         entries = params.get("Entries") or []
-        if not entries:
+        if not isinstance(entries, list) or not entries:
             raise SqsError("EmptyBatchRequest", "There should be at least one SendMessageBatchRequestEntry in the request.")
         if len(entries) > MAX_BATCH_ENTRIES:
             raise SqsError(
@@ -582,7 +610,7 @@ class FakeSqs:
             )
         seen: set[str] = set()
         for entry in entries:
-            entry_id = entry.get("Id")
+            entry_id = entry.get("Id") if isinstance(entry, dict) else None
             if not isinstance(entry_id, str) or not _ENTRY_ID.match(entry_id):
                 raise SqsError(
                     "InvalidBatchEntryId",
@@ -592,34 +620,37 @@ class FakeSqs:
             if entry_id in seen:
                 raise SqsError("BatchEntryIdsNotDistinct", f"Id {entry_id} repeated.")
             seen.add(entry_id)
-        sizes: list[int | None] = []
+        inspected: list[Any] = []
+        total = 0
         for entry in entries:
-            body = entry.get("MessageBody")
-            attributes = entry.get("MessageAttributes")
             try:
-                sizes.append(message_size(body, attributes))
-            except (binascii.Error, ValueError, AttributeError, TypeError):
-                sizes.append(None)  # malformed: its own entry fails below, with the reason
-        total = sum(size or 0 for size in sizes)
+                checked = self._inspect(entry)
+                total += checked[2]
+            except _EntryError as exc:
+                checked = exc  # fails its own entry below; its body still counts toward the total
+                body = entry.get("MessageBody")
+                total += _utf8_len(body) if isinstance(body, str) else 0
+            inspected.append(checked)
         limit = self.batch_limit if self.batch_limit is not None else queue.max_message_size
         if total > limit:
             raise SqsError(
                 "BatchRequestTooLong", f"Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
             )
         successful, failed = [], []
-        for entry, size in zip(entries, sizes):
+        for entry, checked in zip(entries, inspected):
             try:
                 if self._fail_next:
                     code, sender_fault = self._fail_next.pop(0)
-                    failed.append({"Id": entry["Id"], "SenderFault": sender_fault, "Code": code, "Message": "Injected failure."})
-                    self._failed_entries[code] += 1
-                    continue
-                body, attributes, size = self._check_message(queue, entry, size)
+                    raise _EntryError(code, "Injected failure.", sender_fault)
+                if isinstance(checked, _EntryError):
+                    raise checked
+                body, attributes, size, attributes_md5 = checked
+                self._check_size(queue, size)
             except _EntryError as exc:
-                failed.append({"Id": entry["Id"], "SenderFault": True, "Code": exc.name, "Message": exc.message})
+                failed.append({"Id": entry["Id"], "SenderFault": exc.sender_fault, "Code": exc.name, "Message": exc.message})
                 self._failed_entries[exc.name] += 1
                 continue
-            successful.append({"Id": entry["Id"], **self._accept(queue, body, attributes, size)})
+            successful.append({"Id": entry["Id"], **self._accept(queue, body, attributes, size, attributes_md5)})
         if successful:
             self._batches_accepted += 1
             self._largest_batch = max(self._largest_batch, total)
@@ -688,7 +719,7 @@ class FakeSqs:
                         if k in wanted_attrs or any(p.endswith(".*") and k.startswith(p[:-1]) for p in wanted_attrs)
                     }
                 if chosen:
-                    item["MessageAttributes"] = _public_attributes(chosen)
+                    item["MessageAttributes"] = chosen
                     item["MD5OfMessageAttributes"] = md5_of_attributes(chosen)
             out.append(item)
         return {"Messages": out} if out else {}
@@ -812,7 +843,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, status: int, headers: dict[str, str], body: bytes, content_type: str = JSON_CONTENT_TYPE) -> None:
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nx-amzn-RequestId: {uuid.uuid4()}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nx-amzn-RequestId: {_new_message_id()}\r\n"
         )
         for key, value in headers.items():
             head += f"{key}: {value}\r\n"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from mailctl.aws.errors import aws_call, error_code
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+
+_SEQUENTIAL = TransferConfig(use_threads=False, multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
 
 
 class S3Store:
@@ -16,8 +19,9 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     def put_file(self, key: str, path: str) -> None:
+        # Sequential parts: the default of ten 8 MiB parts in flight would cost ~80 MB of memory.
         with aws_call(f"bucket {self.bucket}"):
-            self.client.upload_file(path, self.bucket, key)
+            self.client.upload_file(path, self.bucket, key, Config=_SEQUENTIAL)
 
     def exists(self, key: str) -> bool:
         try:

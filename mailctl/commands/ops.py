@@ -75,8 +75,11 @@ def doctor(
     identity: list[str] = typer.Option(None, "--identity", help="A sender address or domain to check in SES (repeatable; default: the newest jobs' From).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {check, status, detail, fix} on stdout."),
 ) -> None:
-    """Check the deployed queue, DLQ, function, mapping, bucket, table and SES account against what
-    production needs. Exit 1 when any check is a problem."""
+    """Check the deployed resources against what production needs; exit 1 on any problem.
+
+    Reads the queue, DLQ, function, event source mapping, bucket, table and SES account, and prints
+    one line per check: ok, warning, or problem with its fix.
+    """
     app = app_context(ctx)
     checks = doctor_service.run_doctor(app.config, app.clients, identities=identity or None)
     if as_json:

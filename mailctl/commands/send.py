@@ -58,7 +58,7 @@ def send(
         if check.spooled == 0:
             raise ValidationFailed(f"{check.source}: no valid recipients; nothing to send")
         if to:
-            service.prepare_test_send(check, to)
+            service.prepare_test_send(check, to, campaign.model.email_column)
         job_id = service.job_id_for(campaign, check, config, limit=limit, to=to, new_job=new_job or bool(to))
         _show_plan(campaign, check, config, job_id, dry_run, full=dry_run or not yes)
         if dry_run:

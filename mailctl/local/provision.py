@@ -113,21 +113,23 @@ def provision(
     for domain in LOCAL_SENDER_DOMAINS:
         ses.verify_domain_identity(Domain=domain)
 
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "CreatedTimestamp"])["Attributes"]
+    queue_arn = queue_attributes["QueueArn"]
     function_arn = mapping_uuid = None
     warnings: list[str] = []
     if sender_function:
-        function_arn = _provision_function(clients, queue_arn)
-        mapping_uuid = _provision_mapping(clients, queue_arn)
-        if not detach_moto_invocations(queue_arn, mapping_uuid):
-            # A moto in another process would run the function itself (through Docker) on every
-            # SendMessage, taking messages from the local worker; no mapping is better than that.
-            _delete_mapping(clients, mapping_uuid)
-            mapping_uuid = None
+        moto_queue = _in_process_moto_queue(queue_arn, queue_attributes.get("CreatedTimestamp"))
+        if moto_queue is None:
+            # A moto in another process would try to run the function itself (through Docker) on
+            # every SendMessage, taking messages from the local worker: better no record at all.
             warnings.append(
-                "the endpoint is not an in-process moto: no event source mapping was created, "
-                "so `mailctl pause/resume` have nothing to switch there"
+                "the endpoint is not a moto running in this process: no sender function or event source "
+                "mapping was created, so `mailctl pause/resume` have nothing to switch there"
             )
+        else:
+            function_arn = _provision_function(clients, queue_arn)
+            mapping_uuid = _provision_mapping(clients, queue_arn)
+            _tame_moto(moto_queue, queue_arn, config.sender_function)
 
     return Provisioned(
         queue_url=queue_url, dlq_url=dlq_url, dlq_arn=dlq_arn, bucket=config.bucket, table=config.table,
@@ -193,32 +195,47 @@ def _provision_mapping(clients: Clients, queue_arn: str) -> str:
         return mapping["UUID"]
 
 
-def _delete_mapping(clients: Clients, uuid: str) -> None:
-    with aws_call(f"event source mapping {uuid}"):
-        clients.lambda_.delete_event_source_mapping(UUID=uuid)
-
-
-def detach_moto_invocations(queue_arn: str, mapping_uuid: str) -> bool:
-    """Stops an in-process moto from invoking the function for the mapping; False if moto is not
-    in this process (or the mapping is not moto's).
-
-    moto runs a mapped function itself on every SendMessage to the queue while the mapping is
-    enabled (in Docker, which these machines lack: the message is received, bumping its receive
-    count, and put back). The mapping record stays, so reading it and switching it on and off
-    (`mailctl pause/resume`) work; only moto's own delivery is cut, and the local worker delivers.
-    """
+def _in_process_moto_queue(queue_arn: str, created_timestamp: str | None):
+    """moto's own model of the queue, when the endpoint is a moto server in this process (as in
+    `mailctl local up` and the tests), else None. The creation time tells it apart from a
+    same-named queue of another moto in this process."""
     try:
-        from moto.awslambda.models import lambda_backends
         from moto.sqs.models import sqs_backends
     except ImportError:
-        return False
+        return None
     _, _, _, region, account, queue_name = queue_arn.split(":", 5)
     try:
-        mappings = lambda_backends[account][region]._event_source_mappings
         queue = sqs_backends[account][region].queues.get(queue_name)
     except (KeyError, AttributeError):
-        return False
-    if mapping_uuid not in mappings or queue is None or queue.queue_arn != queue_arn:
-        return False
-    queue.lambda_event_source_mappings.clear()
-    return True
+        return None
+    if queue is None or queue.queue_arn != queue_arn:
+        return None
+    if created_timestamp is not None and str(queue.created_timestamp) != str(created_timestamp):
+        return None
+    return queue
+
+
+class _NoDocker:
+    """Where moto looks for its Docker client. Not JSON-serialisable, so /moto-api/data.json skips it
+    instead of failing with 500 while trying to connect to a Docker that is not there."""
+
+    def __getattr__(self, name: str):
+        raise RuntimeError("the local stack never runs the sender function: `mailctl local worker` does")
+
+
+def _tame_moto(moto_queue, queue_arn: str, function_name: str) -> None:
+    """Keeps moto from acting on the function record; the records stay readable and switchable.
+
+    moto itself runs a mapped function on every SendMessage while the mapping is enabled (in Docker,
+    which these machines lack: the message is received, bumping its receive count, and put back),
+    and its /moto-api/data.json (where the tests read what SES received) fails on a function record
+    because it tries to reach Docker. Cutting the queue's link to the mapping and giving the function
+    a stand-in Docker client fixes both; `mailctl pause/resume/doctor` still read and switch the
+    mapping through the Lambda API, and the local worker delivers instead.
+    """
+    from moto.awslambda.models import lambda_backends
+
+    moto_queue.lambda_event_source_mappings.clear()
+    _, _, _, region, account, _ = queue_arn.split(":", 5)
+    function = lambda_backends[account][region].get_function(function_name)
+    function._DockerModel__docker_client = _NoDocker()

@@ -205,17 +205,19 @@ class DeadLetters:
         counts = self.dlq.counts()
         expected = counts.visible
         quiet = 0
+        seen: set[str] = set()  # callers pop what they delete from `held`; this keeps counting it
         while True:
             # Short polling samples a subset of SQS's servers; when the count says there is more,
             # a long poll asks all of them before we conclude that the queue is exhausted.
-            wait = 0 if quiet == 0 or len(held) >= expected else 1
+            wait = 0 if quiet == 0 or len(seen) >= expected else 1
             messages = self.dlq.receive_hidden(10, self.visibility_timeout, wait_seconds=wait)
-            new = [m for m in messages if m["MessageId"] not in held]
+            new = [m for m in messages if m["MessageId"] not in seen]
             for message in messages:
+                seen.add(message["MessageId"])
                 held[message["MessageId"]] = message["ReceiptHandle"]
             if not new:
                 quiet += 1
-                if len(held) >= expected or quiet >= 3:
+                if len(seen) >= expected or quiet >= 3:
                     return
                 continue
             quiet = 0

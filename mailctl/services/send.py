@@ -119,13 +119,19 @@ def check_recipients(
     source = open_source(campaign.recipients_path)
     name = str(campaign.path.parent / campaign.model.recipients) if not campaign.model.recipients.startswith("/") else campaign.model.recipients
     checker = Checker(campaign.templates, campaign.model.email_column, name)
-    check_keys = source.columns is None
-    if source.columns is not None:
-        checker.check_columns(source.columns)
+    columns = source.columns
+    if columns is not None:
+        checker.bind_columns(columns)
+        check_row, encode = checker.check_values, checker.encode_values
+    else:
+        email_column = campaign.model.email_column
+        check_row = lambda row: checker.check(row, True)  # noqa: E731
+        encode = lambda email, row, line: encode_item(email, row, line, email_column)  # noqa: E731
+    as_dict = (lambda row: dict(zip(columns, row))) if columns is not None else (lambda row: row)
 
     fd, spool_name = tempfile.mkstemp(prefix="mailctl-spool-", suffix=".jsonl", dir=spool_dir)
     result = CheckResult(source=name, spool=Path(spool_name))
-    rejected = _RejectedWriter(rejected_path, source.columns) if rejected_path else None
+    rejected = _RejectedWriter(rejected_path, columns) if rejected_path else None
     # Duplicates: a set of 64-bit hashes keeps a million addresses in ~70 MB instead of ~150 MB.
     # A hash hit is only a suspect; suspects are confirmed against the real addresses afterwards,
     # so a hash collision can never drop a recipient.
@@ -139,7 +145,7 @@ def check_recipients(
                     on_progress(count)
                 if problem is None:
                     try:
-                        email = checker.check(row, check_keys)
+                        email = check_row(row)
                     except RowProblem as exc:
                         problem = str(exc)
                 if problem is not None:
@@ -147,26 +153,26 @@ def check_recipients(
                     if len(result.problems) < MAX_PROBLEMS_KEPT:
                         result.problems.append(Problem(line, problem))
                     if rejected:
-                        rejected.write(line, row, problem)
+                        rejected.write(line, as_dict(row), problem)
                     continue
                 key = email.lower()
                 digest = hash(key)
                 if digest in seen:
-                    suspects.append((line, key, encode_item(email, row, line)))
+                    suspects.append((line, key, encode(email, row, line)))
                     continue
                 seen.add(digest)
                 result.accepted += 1
                 if result.first_row is None:
-                    result.first_row, result.first_email = row, email
+                    result.first_row, result.first_email = as_dict(row), email
                 if limit is None or result.spooled < limit:
-                    item = encode_item(email, row, line)
+                    item = encode(email, row, line)
                     write(item)
                     write("\n")
                     result.spooled += 1
                     result.spool_bytes += len(item) + 1
             seen.clear()
             if suspects:
-                for line, key, item in _confirm_suspects(campaign, checker, source.columns is None, suspects, result):
+                for line, key, item in _confirm_suspects(campaign, check_row, suspects, result):
                     result.accepted += 1
                     if limit is None or result.spooled < limit:
                         write(item)
@@ -186,7 +192,7 @@ def check_recipients(
     return result
 
 
-def _confirm_suspects(campaign, checker, check_keys, suspects, result) -> Iterator[tuple[int, str, str]]:
+def _confirm_suspects(campaign, check_row, suspects, result) -> Iterator[tuple[int, str, str]]:
     """Second look at hash hits: a true duplicate is reported, a collision is sent after all."""
     wanted = {hash(key) for _, key, _ in suspects}
     first_line: dict[str, int] = {}
@@ -194,7 +200,7 @@ def _confirm_suspects(campaign, checker, check_keys, suspects, result) -> Iterat
         if problem is not None:
             continue
         try:
-            email = checker.check(row, check_keys)
+            email = check_row(row)
         except RowProblem:
             continue
         key = email.lower()
@@ -439,7 +445,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare_test_send(check: CheckResult, to: str) -> None:
+def prepare_test_send(check: CheckResult, to: str, email_column: str = "email") -> None:
     """`--to`: one message, the first row's data, to a test address instead of the list."""
     try:
         address = normalize_address(to.strip())
@@ -447,7 +453,7 @@ def prepare_test_send(check: CheckResult, to: str) -> None:
         raise UserError(f"--to: not a valid address: {exc}") from None
     if check.first_row is None:
         raise ValidationFailed(f"{check.source}: no valid recipient row to take sample data from")
-    check.spool.write_text(encode_item(address, check.first_row, 0) + "\n", encoding="utf-8")
+    check.spool.write_text(encode_item(address, check.first_row, 0, email_column) + "\n", encoding="utf-8")
     check.spooled = 1
 
 

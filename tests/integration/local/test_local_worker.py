@@ -144,7 +144,7 @@ def test_a_paused_mapping_consumes_nothing_until_resumed(clients, fast_stack):
     worker = LocalWorker(clients, handler=inbox, wait_seconds=1)
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
-    time.sleep(2.5)
+    time.sleep(1.5)
     stop.set()
     thread.join()
 

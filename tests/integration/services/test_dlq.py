@@ -1,0 +1,219 @@
+"""mailctl dlq on the moto server: peek, show, export, redrive (client-side move), purge."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import yaml
+
+from mailctl.cli import main
+from mailctl.services.dlq import DeadLetters
+from mail_sender.contract import BundleRef, encode_chunk_body, encode_recipient
+
+POINTER = "software.amazon.payloadoffloading.PayloadS3Pointer"
+
+
+@pytest.fixture
+def config_file(tmp_path, local_config):
+    path = tmp_path / "mailctl.yaml"
+    path.write_text(yaml.safe_dump({"aws": {"region": "us-east-1", "endpoint_url": local_config.aws.endpoint_url}}))
+    return str(path)
+
+
+def chunk_body(job_id: str, chunk: int, recipients: int) -> str:
+    items = [encode_recipient(f"user{chunk}-{i}@example.com", {"name": f"U{i}"}, row=i + 2) for i in range(recipients)]
+    return encode_chunk_body(job_id, chunk, BundleRef("mailctl-payloads", "bundles/abc.json"), items)
+
+
+def put_dead_letter(clients, stack, job_id: str, chunk: int, recipients: int = 3, via_s3: bool = False, reason: str | None = None) -> str:
+    """A message as mailctl (or the extended client, for big ones) would have enqueued it, already in the DLQ."""
+    body = chunk_body(job_id, chunk, recipients)
+    attributes = {
+        "mailctl.job_id": {"DataType": "String", "StringValue": job_id},
+        "mailctl.chunk": {"DataType": "Number", "StringValue": str(chunk)},
+    }
+    if via_s3:
+        key = str(uuid.uuid4())
+        clients.s3.put_object(Bucket=stack.bucket, Key=key, Body=body.encode())
+        attributes["ExtendedPayloadSize"] = {"DataType": "Number", "StringValue": str(len(body.encode()))}
+        body = json.dumps([POINTER, {"s3BucketName": stack.bucket, "s3Key": key}])
+    message_id = clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body, MessageAttributes=attributes)["MessageId"]
+    if reason:
+        clients.dynamodb.put_item(TableName=stack.table, Item={
+            "pk": {"S": "failures"}, "sk": {"S": message_id}, "job_id": {"S": job_id}, "chunk": {"N": str(chunk)},
+            "reason": {"S": reason}, "receive_count": {"N": "5"}, "at": {"S": "2026-11-28T12:00:00+00:00"},
+            "expiration": {"N": "2000000000"},
+        })
+    return message_id
+
+
+def queue_messages(clients, url: str) -> list[dict]:
+    """Everything in a queue (receives, then makes it all visible again)."""
+    seen: dict[str, dict] = {}
+    while True:
+        batch = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
+                                            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]).get("Messages", [])
+        if not batch:
+            break
+        for m in batch:
+            seen[m["MessageId"]] = m
+    for m in seen.values():
+        clients.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    return list(seen.values())
+
+
+def visible(clients, url: str) -> int:
+    return int(clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def s3_keys(clients, bucket: str) -> set[str]:
+    return {o["Key"] for o in clients.s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def test_list_peeks_without_losing_anything_and_explains_each_message(clients, stack, config_file, capsys):
+    # Given 23 dead letters (more than one receive's worth), one through S3, one undecodable
+    ids = [put_dead_letter(clients, stack, "job-a", n, recipients=2, reason="SES MessageRejected") for n in range(20)]
+    big = put_dead_letter(clients, stack, "job-b", 0, recipients=7, via_s3=True, reason="template error: 'name' is undefined")
+    clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not json at all")
+    other = put_dead_letter(clients, stack, "job-b", 1, recipients=1)
+
+    # When the operator lists them as JSON
+    code = main(["--config", config_file, "dlq", "list", "--json"])
+
+    # Then every message is listed once, with its job, chunk, recipients and reason
+    assert code == 0
+    listed = {item["message_id"]: item for item in json.loads(capsys.readouterr().out)}
+    assert len(listed) == 23
+    assert set(ids) | {big, other} <= set(listed)
+    assert listed[big]["job_id"] == "job-b" and listed[big]["recipients"] == 7 and listed[big]["s3_pointer"].startswith("s3://")
+    assert listed[big]["reason"] == "template error: 'name' is undefined"
+    assert listed[ids[0]]["chunk"] == 0 and listed[ids[0]]["receive_count"] >= 1
+    assert listed[other]["reason"] is None
+    undecodable = [item for item in listed.values() if item["job_id"] is None]
+    assert len(undecodable) == 1 and "undecodable" in undecodable[0]["reason"]
+    # And the DLQ still holds all of them, visible at once
+    assert visible(clients, stack.dlq_url) == 23
+
+    # When filtering by job (table output), the table lists only that job's messages
+    assert main(["--config", config_file, "dlq", "list", "--job", "job-b"]) == 0
+    captured = capsys.readouterr()
+    assert big in captured.out and ids[0] not in captured.out
+    assert "job-b" in captured.err and "by job and reason" in captured.err
+    assert visible(clients, stack.dlq_url) == 23
+
+
+def test_show_and_export_include_the_whole_payload(clients, stack, config_file, tmp_path, capsys):
+    # Given a dead letter whose body lives in S3
+    message_id = put_dead_letter(clients, stack, "job-a", 4, recipients=2, via_s3=True, reason="boom")
+
+    # When shown
+    assert main(["--config", config_file, "dlq", "show", message_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+
+    # Then the S3 payload is resolved and the attributes are there
+    assert json.loads(shown["payload"])["recipients"][1]["email"] == "user4-1@example.com"
+    assert shown["message_attributes"]["mailctl.job_id"]["StringValue"] == "job-a"
+    assert shown["reason"] == "boom"
+
+    # When exported, one line per message with the payload
+    target = tmp_path / "dead.jsonl"
+    assert main(["--config", config_file, "dlq", "export", str(target)]) == 0
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["message_id"] for line in lines] == [message_id]
+    assert json.loads(lines[0]["payload"])["job_id"] == "job-a"
+    assert visible(clients, stack.dlq_url) == 1
+
+    # And an unknown message id is a usage error
+    assert main(["--config", config_file, "dlq", "show", "no-such-id"]) == 2
+
+
+def test_redrive_moves_copies_with_attributes_and_pointer_and_deletes_originals(clients, stack, config_file, capsys):
+    # Given job-a's two dead letters (one an S3 pointer) and one of job-b
+    inline = put_dead_letter(clients, stack, "job-a", 1)
+    pointer = put_dead_letter(clients, stack, "job-a", 2, via_s3=True)
+    put_dead_letter(clients, stack, "job-b", 1)
+    originals = {m["MessageId"]: m for m in queue_messages(clients, stack.dlq_url)}
+
+    # When job-a is redriven
+    code = main(["--config", config_file, "dlq", "redrive", "--job", "job-a", "--yes", "--json"])
+
+    # Then two messages moved, identical in body and attributes, and only job-b's stays in the DLQ
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["moved"] == 2
+    moved = queue_messages(clients, stack.queue_url)
+    assert sorted(m["Body"] for m in moved) == sorted(originals[i]["Body"] for i in (inline, pointer))
+    by_chunk = {m["MessageAttributes"]["mailctl.chunk"]["StringValue"]: m for m in moved}
+    assert json.loads(by_chunk["2"]["Body"])[0] == POINTER
+    assert by_chunk["2"]["MessageAttributes"] == originals[pointer]["MessageAttributes"]
+    assert by_chunk["1"]["MessageAttributes"] == originals[inline]["MessageAttributes"]
+    left = queue_messages(clients, stack.dlq_url)
+    assert [m["MessageAttributes"]["mailctl.job_id"]["StringValue"] for m in left] == ["job-b"]
+
+
+def test_redrive_interrupted_and_rerun_loses_and_duplicates_nothing(clients, stack, config_file, capsys):
+    # Given 12 dead letters
+    bodies = set()
+    for n in range(12):
+        put_dead_letter(clients, stack, "job-a", n)
+        bodies.add(chunk_body("job-a", n, 3))
+
+    # When a redrive stops after 5 (as if interrupted), then runs again without filters
+    assert main(["--config", config_file, "dlq", "redrive", "--limit", "5", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moved"] == 5
+    assert visible(clients, stack.dlq_url) == 7
+    assert main(["--config", config_file, "dlq", "redrive", "--yes", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # (moto lacks StartMessageMoveTask: the fallback is announced on stderr)
+
+    # Then every message is in the main queue exactly once and the DLQ is empty
+    assert result["moved"] == 7 and result["method"] == "client"
+    moved = queue_messages(clients, stack.queue_url)
+    assert sorted(m["Body"] for m in moved) == sorted(bodies)
+    assert visible(clients, stack.dlq_url) == 0
+
+
+def test_redrive_without_yes_and_without_a_terminal_refuses(clients, stack, config_file, capsys):
+    # Given a dead letter
+    put_dead_letter(clients, stack, "job-a", 1)
+    # When redriven without --yes and with no terminal / Then it refuses, moving nothing
+    assert main(["--config", config_file, "dlq", "redrive"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert visible(clients, stack.dlq_url) == 1
+    # And a dry run says what would move, moving nothing
+    assert main(["--config", config_file, "dlq", "redrive", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["selected"] == 1
+    assert visible(clients, stack.dlq_url) == 1 and visible(clients, stack.queue_url) == 0
+
+
+def test_purge_deletes_the_jobs_messages_and_payloads_and_leaves_other_jobs(clients, stack, config_file, capsys):
+    # Given job-a's dead letters (two through S3) and job-b's (one through S3)
+    put_dead_letter(clients, stack, "job-a", 1, via_s3=True)
+    put_dead_letter(clients, stack, "job-a", 2, via_s3=True)
+    put_dead_letter(clients, stack, "job-a", 3)
+    put_dead_letter(clients, stack, "job-b", 1, via_s3=True)
+    assert len(s3_keys(clients, stack.bucket)) == 3
+
+    # When purging without --yes / Then it refuses and tells how to export first
+    assert main(["--config", config_file, "dlq", "purge", "--job", "job-a"]) == 2
+    assert "mailctl dlq export" in capsys.readouterr().err
+
+    # When purging job-a
+    assert main(["--config", config_file, "dlq", "purge", "--job", "job-a", "--yes"]) == 0
+
+    # Then only job-b's message and payload remain
+    left = queue_messages(clients, stack.dlq_url)
+    assert [m["MessageAttributes"]["mailctl.job_id"]["StringValue"] for m in left] == ["job-b"]
+    pointer = json.loads(left[0]["Body"])[1]
+    assert s3_keys(clients, stack.bucket) == {pointer["s3Key"]}
+
+
+def test_count_for_job_reads_only_that_jobs_messages(clients, stack, local_config):
+    # Given dead letters of two jobs
+    put_dead_letter(clients, stack, "job-a", 1)
+    put_dead_letter(clients, stack, "job-a", 2)
+    put_dead_letter(clients, stack, "job-b", 1)
+    # When counted for job-a / Then 2, and the DLQ keeps all three
+    assert DeadLetters(clients, local_config).count_for_job("job-a") == 2
+    assert visible(clients, stack.dlq_url) == 3
