@@ -32,6 +32,11 @@ Command line: python bench/fake_sqs.py --port 9324 [--max-message-size N] [--kee
               prints `FAKE_SQS_ENDPOINT http://127.0.0.1:PORT` first; GET /_stats returns the
               counters as JSON, POST /_reset clears queues and counters.
 
+Throughput (2-core machine shared with other jobs, so rough): the endpoint spends about 0.3 ms of
+CPU on a 10-entry, 13 KB SendMessageBatch (3,200 calls/s, 43 MB/s from a raw HTTP client) and about
+8 ms on a 1 MB one (~100 MB/s). A boto3 client spends about 1.2 ms of CPU per 13 KB call itself
+(serialising, signing, parsing), so with boto3 the client, not this endpoint, sets the pace.
+
 Stdlib only, so it runs under any Python 3.11 without the project installed.
 """
 
@@ -295,7 +300,10 @@ class FakeSqs:
     def start(self) -> str:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
         self._server = _Server((self.host, self.port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-sqs", daemon=True)
+        # A short poll interval so that stop() returns promptly (shutdown waits for one poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-sqs", daemon=True
+        )
         self._thread.start()
         return self.endpoint
 
@@ -434,7 +442,11 @@ class FakeSqs:
         existing = self._queues.get(name)
         if existing is not None:
             if any(existing.attributes.get(k) != str(v) for k, v in attributes.items()):
-                raise SqsError("QueueNameExists", f"A queue already exists with the same name and a different value for attribute(s) {', '.join(attributes)}")
+                raise SqsError(
+                    "QueueNameExists",
+                    f"A queue already exists with the same name and a different value for attribute(s) "
+                    f"{', '.join(attributes)}",
+                )
             return existing
         merged = {
             "MaximumMessageSize": str(self.default_max_message_size),

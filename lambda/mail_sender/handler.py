@@ -5,6 +5,7 @@ bad record never fails its batch-mates."""
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -20,14 +21,21 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "m
 # than raised, so the local worker and Lambda see one response shape.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
+# A batch of poison records has nothing to count; flushing nothing is fine, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
 METRICS = ("sent", "failed", "skipped", "throttled", "duplicates_skipped")
 
 _sender: Sender | None = None
+_pinned = False
 
 
 def sender() -> Sender:
-    """The container's Sender, rebuilt only if the environment it was built from changed."""
+    """The container's Sender: the installed one, else one built from the environment (and rebuilt
+    only if the environment changed, which on Lambda it never does)."""
     global _sender
+    if _pinned and _sender is not None:
+        return _sender
     settings = Settings.from_env()
     if _sender is None or _sender.settings != settings:
         if _sender is not None:
@@ -37,11 +45,13 @@ def sender() -> Sender:
 
 
 def install(replacement: Sender | None) -> None:
-    """Use this Sender (tests and benchmarks inject clients this way); None forgets it."""
-    global _sender
+    """Use this Sender whatever the environment says (the local worker, tests and benchmarks inject
+    clients this way); None goes back to building one from the environment."""
+    global _sender, _pinned
     if _sender is not None and _sender is not replacement:
         _sender.close()
     _sender = replacement
+    _pinned = replacement is not None
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)

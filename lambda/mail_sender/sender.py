@@ -67,6 +67,7 @@ PARTITION_CACHE_SIZE = 256
 POISON = "poison"
 RETRYABLE = "retryable"
 ACCOUNT = "account"
+UNEXPECTED = "unexpected"
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 
@@ -249,6 +250,11 @@ class Sender:
             self._log_failure(envelope, failed)
             self._record_failure(envelope, failed)
             raise
+        except Exception as exc:  # a bug, or an error nobody classified: still explain the failure
+            self.log.exception("unexpected error processing a record", extra={"job_id": envelope.job_id, "message_id": envelope.message_id})
+            failed = RecordFailed(f"unexpected {type(exc).__name__}: {exc}", UNEXPECTED)
+            self._record_failure(envelope, failed)
+            raise failed from exc
         if envelope.receive_count > 1:
             # It failed before, so a reason may be on record; it no longer explains anything.
             try:

@@ -19,13 +19,32 @@ from mailctl.errors import AwsError
 _lock = threading.Lock()
 
 
+def _extended_session_class():
+    """Import the library without letting its global patch escape this module.
+
+    On import it replaces boto3.Session (and the default session) with its own class, whose SQS
+    clients resolve pointers on every ReceiveMessage through an S3 client built without our
+    endpoint, and rewrite receipt handles. Every other SQS client in mailctl (DLQ peeking, the
+    local worker) must see messages exactly as SQS holds them, so the patch is undone at once.
+    """
+    import boto3
+    import boto3.session
+
+    with _lock:
+        saved = (boto3.session.Session, boto3.Session, boto3.DEFAULT_SESSION)
+        try:
+            from sqs_extended_client.client import SQSExtendedClientSession
+            import sqs_extended_client  # noqa: F401
+        finally:
+            boto3.session.Session, boto3.Session, boto3.DEFAULT_SESSION = saved
+    return SQSExtendedClientSession
+
+
 class Offloader:
     """Sends one message through S3: the body goes to the bucket, a pointer goes to the queue."""
 
     def __init__(self, clients: Clients, bucket: str):
-        with _lock:
-            import sqs_extended_client  # noqa: F401  (patches boto3.Session; see module doc)
-            from sqs_extended_client.client import SQSExtendedClientSession
+        SQSExtendedClientSession = _extended_session_class()
 
         base = clients.session
         credentials = base.get_credentials()

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mailctl.console import err, out, print_json
 from mailctl.context import app_context
+from mailctl.services.status import RATE_WINDOW_SECONDS
 
 
 def _duration(seconds: float | None) -> str:
@@ -43,7 +44,7 @@ def render_status(status) -> Group:
     ]
     if status.queue is not None:
         rows.append(("queue", f"{status.queue.visible}/{status.queue.in_flight}/{status.queue.delayed}", "visible/in flight/delayed (all jobs)"))
-    rows.append(("rate", "-" if status.rate_per_second is None else f"{status.rate_per_second:.1f}/s", f"last {5} min"))
+    rows.append(("rate", "-" if status.rate_per_second is None else f"{status.rate_per_second:.1f}/s", f"last {RATE_WINDOW_SECONDS // 60} min"))
     rows.append(("time left", _duration(status.eta_seconds), "estimate"))
     for label, value, note in rows:
         table.add_row(label, str(value), note)

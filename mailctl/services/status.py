@@ -10,11 +10,12 @@ import csv
 import gzip
 import io
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.s3 import S3Store
@@ -26,6 +27,8 @@ SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
 IN_PROGRESS, STALE, NOT_STARTED, EXPIRED = "in_progress", "stale_in_progress", "not_started", "expired"
 RECIPIENT_STATES = (SENT, FAILED, SKIPPED, IN_PROGRESS, STALE, NOT_STARTED, EXPIRED)
 RATE_WINDOW_SECONDS = 300
+_SENT_SPACED, _SENT_COMPACT = '"outcome": "sent"', '"outcome":"sent"'
+_AT = re.compile(r'"at":\s*(-?[0-9][0-9.eE+-]*)')
 
 
 @dataclass
@@ -80,8 +83,7 @@ class JobStatus:
         }
 
 
-@dataclass(frozen=True)
-class RecordState:
+class RecordState(NamedTuple):  # a NamedTuple: built a million times for a big job
     state: str  # sent | failed | skipped | in_progress | stale_in_progress
     reason: str | None
     expired: bool
@@ -101,6 +103,11 @@ def classify(item: dict[str, Any], now: float) -> RecordState:
         stale = deadline is not None and float(deadline) / 1000 < now
         return RecordState(STALE if stale else IN_PROGRESS, None, expired, None)
     raw = item.get("data", {}).get("S")
+    if raw and (_SENT_SPACED in raw or _SENT_COMPACT in raw):
+        # The common case, read without a JSON parse (a third of the time at a million records).
+        # Inside a JSON string value quotes are escaped, so the pattern can only be the key.
+        match = _AT.search(raw)
+        return RecordState(SENT, None, expired, float(match.group(1)) if match else None)
     data: Any = None
     if raw:
         try:
@@ -213,8 +220,8 @@ class JobState:
         if not rows_key:
             raise UserError(f"job {manifest['job_id']}: the manifest has no rows file", hint="jobs enqueued by other producers cannot list recipients")
         store = S3Store(self.clients.s3, manifest.get("bucket") or self.config.bucket)
-        data = gzip.decompress(store.get(rows_key))
-        for line in io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"):
+        packed = store.get(rows_key)
+        for line in io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(packed)), encoding="utf-8"):
             if line.strip():
                 yield json.loads(line)
 

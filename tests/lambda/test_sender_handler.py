@@ -123,19 +123,32 @@ def test_a_body_that_is_not_json_is_poison_even_without_attributes(sender_env):
     assert "body is not JSON" in failure["reason"]
 
 
-def test_the_same_chunk_delivered_twice_sends_one_mail_per_recipient(sender_env):
+def emitted_metrics(output: str) -> dict[str, float]:
+    """The CloudWatch embedded-metric-format lines the handler printed, summed by name."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        if line.startswith('{"_aws"'):
+            document = json.loads(line)
+            for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(document[metric["Name"]])
+    return totals
+
+
+def test_the_same_chunk_delivered_twice_sends_one_mail_per_recipient(sender_env, capsys):
     # Given a chunk already processed once
     h = sender_env
     record = h.record(JOB, 0, people(4))
     assert h.invoke(record)["batchItemFailures"] == []
+    assert emitted_metrics(capsys.readouterr().out) == {"sent": 4}
 
     # When SQS delivers the very same message again
     again = dict(record, attributes={**record["attributes"], "ApproximateReceiveCount": "2"})
     response = h.invoke(again)
 
-    # Then it succeeds without sending anything new
+    # Then it succeeds without sending anything new, and says so in its metrics
     assert response["batchItemFailures"] == []
     assert len(h.mail()) == 4
+    assert emitted_metrics(capsys.readouterr().out) == {"duplicates_skipped": 4}
 
 
 def test_a_redriven_copy_with_a_new_message_id_sends_no_new_mail(sender_env):

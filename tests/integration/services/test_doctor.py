@@ -275,3 +275,25 @@ def test_an_account_with_sending_disabled_is_a_problem(doctor_clients, sound_sta
     # Then the account is a problem, and the send rate within quota is fine
     assert checks["ses_account"].status == "problem"
     assert checks["send_rate"].status == "ok"
+
+
+def test_without_identity_it_checks_the_from_of_the_newest_job(doctor_clients, sound_stack, config_file, capsys):
+    from mailctl.aws.dynamodb import StateTable
+    from mail_sender.contract import bundle_key, encode_bundle
+
+    # Given a job whose template bundle sends from a domain SES never verified
+    config = doctor_clients.config
+    body, digest = encode_bundle({"subject": "Hi", "text": "Hello", "from": "Shop News <news@unverified.test>"})
+    doctor_clients.s3.put_object(Bucket=config.bucket, Key=bundle_key(digest), Body=body)
+    StateTable(doctor_clients.dynamodb, config.table).put_manifest({
+        "job_id": "spring-0001", "state": "enqueued", "created_at": "2026-03-01T09:00:00Z",
+        "bucket": config.bucket, "bundle_key": bundle_key(digest), "recipients": 3,
+    })
+
+    # When doctor runs with no --identity
+    code, checks = run_doctor_json(config_file, capsys)
+
+    # Then it checks that job's sender and finds it unverified
+    assert code == 1
+    assert checks["ses_identity"]["status"] == "problem"
+    assert "news@unverified.test" in checks["ses_identity"]["detail"]
