@@ -1,9 +1,12 @@
 """Building the MIME message for one recipient.
 
-Headers go through the email package's default policy, which encodes non-ASCII subjects and display
-names as RFC 2047 encoded words and refuses CR/LF in a header value (so no value can start a header
-of its own). Bodies are 7-bit clean (quoted-printable or base64 when needed) so no relay along the
-way has to down-convert them.
+Headers are encoded and folded by the email package's SMTP policy (RFC 2047 encoded words for
+non-ASCII subjects and display names, CRLF line ends). The bundle's headers (From, Reply-To, extra
+headers) are encoded once per bundle; per recipient only To, Subject, Date, Message-ID and the
+unsubscribe headers are, and the message is assembled as bytes: building a full EmailMessage per
+recipient costs ~2 ms of CPU, four times the rest of a send (see docs/benchmarks-sender.md).
+The result is 7-bit clean: a body part is 7bit when it is ASCII with lines within 998 octets, base64
+otherwise, so no relay has to down-convert anything.
 
 Decision on header injection: a value that would carry CR/LF into a header is REJECTED, never
 stripped. For bundle-level values (from, reply_to, extra headers) the bundle is refused as a whole;
@@ -13,14 +16,14 @@ recorded as failed with the reason. Stripping would send something other than wh
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from email import policy as email_policy
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
-from datetime import datetime, timezone
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -36,26 +39,11 @@ RESERVED_HEADERS = frozenset(
     )
 )
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext: printable ASCII except ':'
-# Mail providers read List-Unsubscribe literally: it must never become an RFC 2047 encoded word,
-# which is what the email package does to a long token it cannot fold. We write it unfolded
-# (a URL up to this length keeps the line within RFC 5322's 998 characters).
+# Written unfolded: mail providers read List-Unsubscribe literally, and the email package would turn
+# a long URL it cannot fold into RFC 2047 encoded words. This length keeps the line within 998.
 MAX_UNSUBSCRIBE_URL = 900
-_UNFOLDED = frozenset({"list-unsubscribe"})
 
-
-class _SenderPolicy(email_policy.EmailPolicy):
-    def fold(self, name, value):
-        if name.lower() in _UNFOLDED:
-            return f"{name}: {value}{self.linesep}"
-        return super().fold(name, value)
-
-    def fold_binary(self, name, value):
-        if name.lower() in _UNFOLDED:
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-POLICY = _SenderPolicy(linesep="\r\n", cte_type="7bit")
+POLICY = email_policy.SMTP.clone(cte_type="7bit")
 
 
 class RecipientRejected(ValueError):
@@ -66,15 +54,32 @@ def _has_newline(value: str) -> bool:
     return "\r" in value or "\n" in value
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# An address simple enough to write as is (the overwhelmingly common case); others go through the
+# policy's address parser.
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+_LINESEP = "\r\n"
+
+
+def _fold(name: str, value: str) -> bytes:
+    """One header line as the SMTP policy encodes and folds it (always through the header
+    registry: a short non-ASCII value is still encoded, never written raw)."""
+    try:
+        return POLICY.header_factory(name, value).fold(policy=POLICY).encode("ascii")
+    except (ValueError, TypeError, IndexError, UnicodeError) as exc:
+        raise RecipientRejected(f"cannot encode the {name} header: {exc}") from None
+
+
 @dataclass(frozen=True)
 class BundleHeaders:
-    """The bundle's header material, checked once when the bundle is loaded."""
+    """The bundle's header material, checked and encoded once when the bundle is loaded."""
 
     from_: str
     from_address: str
     domain: str
     reply_to: str | None
     extra: tuple[tuple[str, str], ...]
+    block: bytes  # the encoded From, Reply-To and extra header lines
 
     @classmethod
     def from_bundle(cls, bundle: dict[str, Any]) -> BundleHeaders:
@@ -99,12 +104,24 @@ class BundleHeaders:
             if not isinstance(value, str) or _has_newline(value):
                 raise ContractError(f"template bundle header {name!r} must be a one-line string")
             extra.append((name, value))
+        # The policy parses and encodes each header as it is set; what it refuses, the bundle is.
+        message = EmailMessage(policy=POLICY)
+        try:
+            message["From"] = from_
+            if reply_to:
+                message["Reply-To"] = reply_to
+            for name, value in extra:
+                message[name] = value
+            block = b"".join(value.fold(policy=POLICY).encode("ascii") for _, value in message.items())
+        except (ValueError, TypeError, IndexError, UnicodeError) as exc:
+            raise ContractError(f"template bundle headers cannot be encoded: {exc}") from None
         return cls(
             from_=from_,
             from_address=address,
             domain=address.rpartition("@")[2].lower(),
             reply_to=reply_to or None,
             extra=tuple(extra),
+            block=block,
         )
 
 
@@ -119,6 +136,19 @@ def unsubscribe_header(url: str) -> str:
     return f"<{url}>"
 
 
+def _part(content: str, subtype: str) -> tuple[bytes, bytes]:
+    """A text part's headers and body, 7-bit clean, CRLF line ends."""
+    lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if content.isascii() and max(map(len, lines), default=0) <= 998:
+        encoding = "7bit"
+        body = "\r\n".join(lines).encode("ascii")
+    else:
+        encoding = "base64"
+        body = base64.encodebytes("\r\n".join(lines).encode("utf-8")).replace(b"\n", b"\r\n")
+    headers = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n'
+    return headers.encode("ascii"), body
+
+
 def build_message(
     *,
     headers: BundleHeaders,
@@ -128,45 +158,50 @@ def build_message(
     html: str | None,
     unsubscribe_url: str | None,
     now: float | None = None,
-) -> EmailMessage:
-    """One recipient's message. Raises RecipientRejected for anything unsafe to send."""
+) -> bytes:
+    """One recipient's message, as the bytes SES receives. Raises RecipientRejected for anything
+    unsafe to send."""
+    to = to.strip()
     if _has_newline(to):
         raise RecipientRejected("header injection refused: the address contains CR/LF")
     if _has_newline(subject):
         raise RecipientRejected("header injection refused: the rendered subject contains CR/LF")
-    msg = EmailMessage(policy=POLICY)
-    try:
-        msg["From"] = headers.from_
-        msg["To"] = Address(addr_spec=to.strip())
-        msg["Subject"] = subject
-        if headers.reply_to:
-            msg["Reply-To"] = headers.reply_to
-        msg["Date"] = format_datetime(datetime.fromtimestamp(time.time() if now is None else now, timezone.utc))
-        msg["Message-ID"] = make_msgid(domain=headers.domain)
-        for name, value in headers.extra:
-            msg[name] = value
-        if unsubscribe_url:
-            msg["List-Unsubscribe"] = unsubscribe_header(unsubscribe_url)
-            if urlsplit(unsubscribe_url.strip()).scheme == "https":
-                # RFC 8058 one-click needs an HTTPS URI; a mailto-only header gets no Post header.
-                msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    except RecipientRejected:
-        raise
-    except (ValueError, TypeError, IndexError) as exc:
-        # The email package's own refusals: CR/LF in a value, an address it cannot parse.
-        raise RecipientRejected(f"cannot build the message headers: {exc}") from None
-    if text is not None and html is not None:
-        msg.set_content(text)
-        msg.add_alternative(html, subtype="html")
-    elif html is not None:
-        msg.set_content(html, subtype="html")
+    if _CONTROL.search(subject):
+        raise RecipientRejected("the rendered subject contains control characters")
+    out = [headers.block]
+    if _PLAIN_ADDRESS.match(to):
+        out.append(f"To: {to}{_LINESEP}".encode("ascii"))
     else:
-        msg.set_content(text or "")
-    return msg
+        out.append(_fold("To", to))
+    out.append(_fold("Subject", subject))
+    out.append(f"Date: {formatdate(time.time() if now is None else now, usegmt=True)}{_LINESEP}".encode("ascii"))
+    out.append(f"Message-ID: {make_msgid(domain=headers.domain)}{_LINESEP}".encode("ascii"))
+    if unsubscribe_url:
+        out.append(f"List-Unsubscribe: {unsubscribe_header(unsubscribe_url)}{_LINESEP}".encode("ascii"))
+        if urlsplit(unsubscribe_url.strip()).scheme == "https":
+            # RFC 8058 one-click needs an HTTPS URI; a mailto-only header gets no Post header.
+            out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    out.append(b"MIME-Version: 1.0\r\n")
+    parts = [_part(html if subtype == "html" else text, subtype)
+             for subtype, content in (("plain", text), ("html", html)) if content is not None]
+    if not parts:
+        parts = [_part("", "plain")]
+    if len(parts) == 1:
+        part_headers, body = parts[0]
+        out += [part_headers, b"\r\n", body]
+        return b"".join(out)
+    boundary = _boundary(parts)
+    out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"))
+    for part_headers, body in parts:
+        out += [f"--{boundary}\r\n".encode("ascii"), part_headers, b"\r\n", body]
+        if not body.endswith(b"\r\n"):
+            out.append(b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
 
 
-def to_bytes(msg: EmailMessage) -> bytes:
-    try:
-        return msg.as_bytes(policy=POLICY)
-    except (ValueError, UnicodeError) as exc:
-        raise RecipientRejected(f"cannot serialise the message: {exc}") from None
+def _boundary(parts: list[tuple[bytes, bytes]]) -> str:
+    while True:
+        boundary = f"=_mailctl_{secrets.token_hex(12)}"
+        if not any(boundary.encode() in body for _, body in parts):
+            return boundary

@@ -49,7 +49,7 @@ from mail_sender.contract import (
     parse_pointer,
     shard_of,
 )
-from mail_sender.mime import BundleHeaders, RecipientRejected, build_message, to_bytes
+from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
 from mail_sender.ratelimit import TokenBucket
 from mail_sender.ses import AccountSendError, PermanentSendError, RetryableSendError, SesAdapter
@@ -448,7 +448,7 @@ class Sender:
         except TemplateProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"template: {exc}")
         try:
-            raw = to_bytes(build_message(
+            raw = build_message(
                 headers=bundle.headers,
                 to=recipient.email,
                 subject=rendered.subject,
@@ -456,7 +456,7 @@ class Sender:
                 html=rendered.html,
                 unsubscribe_url=rendered.unsubscribe_url,
                 now=self._clock(),
-            ))
+            )
         except RecipientRejected as exc:
             return _outcome("failed", recipient, self._clock(), reason=str(exc))
 

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from mail_sender.contract import ContractError
-from mail_sender.mime import BundleHeaders, RecipientRejected, build_message, to_bytes
+from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
 from mail_sender.ratelimit import TokenBucket
 from mail_sender.sender import mask_email, scrub
 from mail_sender.ses import AccountSendError, PermanentSendError, RetryableSendError, classify, tag_value
@@ -28,7 +28,7 @@ def test_a_long_unsubscribe_url_stays_literal_on_one_line():
     url = "https://example.com/unsubscribe?token=" + "a1" * 150
 
     # When the message is built
-    raw = to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None, unsubscribe_url=url))
+    raw = build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None, unsubscribe_url=url)
 
     # Then the header carries the URL verbatim (never an RFC 2047 encoded word) with the one-click header
     lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
@@ -38,8 +38,8 @@ def test_a_long_unsubscribe_url_stays_literal_on_one_line():
 
 def test_a_mailto_unsubscribe_gets_no_one_click_header():
     # Given a mailto unsubscribe address, When built
-    message = parse(to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None,
-                                           unsubscribe_url="mailto:unsubscribe@example.com?subject=x")))
+    message = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None,
+                                           unsubscribe_url="mailto:unsubscribe@example.com?subject=x"))
 
     # Then List-Unsubscribe is there but One-Click (HTTPS only, RFC 8058) is not
     assert message["List-Unsubscribe"] == "<mailto:unsubscribe@example.com?subject=x>"
@@ -47,20 +47,20 @@ def test_a_mailto_unsubscribe_gets_no_one_click_header():
 
 
 def test_non_ascii_in_an_unsubscribe_url_is_percent_encoded():
-    message = parse(to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None,
-                                           unsubscribe_url="https://example.jp/解除?u=1")))
+    message = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None,
+                                           unsubscribe_url="https://example.jp/解除?u=1"))
     assert message["List-Unsubscribe"] == "<https://example.jp/%E8%A7%A3%E9%99%A4?u=1>"
 
 
 def test_html_only_and_text_only_messages_are_single_part():
-    html = parse(to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="s", text=None, html="<b>x</b>", unsubscribe_url=None)))
-    text = parse(to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="s", text="x", html=None, unsubscribe_url=None)))
+    html = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text=None, html="<b>x</b>", unsubscribe_url=None))
+    text = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text="x", html=None, unsubscribe_url=None))
     assert html.get_content_type() == "text/html"
     assert text.get_content_type() == "text/plain"
 
 
 def test_bodies_are_seven_bit_clean():
-    raw = to_bytes(build_message(headers=HEADERS, to="a@example.org", subject="件名", text="本文です\n" * 50, html="<p>本文</p>", unsubscribe_url=None))
+    raw = build_message(headers=HEADERS, to="a@example.org", subject="件名", text="本文です\n" * 50, html="<p>本文</p>", unsubscribe_url=None)
     assert raw.isascii()
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
