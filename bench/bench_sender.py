@@ -33,6 +33,7 @@ import botocore.session
 from botocore.awsrequest import AWSResponse
 
 from mail_sender import contract, handler
+from mail_sender.aws import boto_config
 from mail_sender.payloads import PayloadStore
 from mail_sender.sender import Sender
 from mail_sender.ses import SesAdapter
@@ -75,7 +76,7 @@ class StandIn:
         client = session.create_client(
             service, region_name="us-east-1", endpoint_url="https://stand-in.invalid",
             aws_access_key_id="bench", aws_secret_access_key="bench",
-            config=botocore.config.Config(max_pool_connections=max_pool_connections, retries={"max_attempts": 1}),
+            config=boto_config(max_pool_connections),  # the sender's own client settings
         )
         client.meta.events.register("before-send", self.answer)
         return client

@@ -53,7 +53,7 @@ def record_item(job_id: str, n: int, shards: int, rng: random.Random) -> dict | 
         "pk": {"S": job_partition(job_id, shard_of(recipient_key(email), shards), shards)},
         "sk": {"S": idempotency_sort_key(job_id, email)},
         "expiration": {"N": str(int(NOW + (-100 if roll > 0.995 else 15 * 86400)))},
-        "in_progress_expiration": {"N": str(int((NOW + (60 if roll < 0.99 else -60)) * 1000))},
+        "in_progress_expiration": {"N": str(int((NOW + (3600 if roll < 0.065 else -60)) * 1000))},
     }
     if 0.06 <= roll < 0.07:
         item["status"] = {"S": "INPROGRESS"}
@@ -226,7 +226,8 @@ def bench_wire(sizes: list[int], shards_list: list[int]) -> list[dict]:
             results.append({
                 "where": "DynamoDB-wire endpoint", "recipients": size, "records": status.records, "shards": shards,
                 "pages": page_count, "megabytes": round(total_bytes / 1e6, 1), "seconds": round(elapsed, 2),
-                "sent": status.sent, "failed": status.failed, "in_progress": status.in_progress, "expired": status.expired,
+                "sent": status.sent, "failed": status.failed, "skipped": status.skipped, "in_progress": status.in_progress,
+                "stale_in_progress": status.stale_in_progress, "not_started": status.not_started, "expired": status.expired,
             })
             print(json.dumps(results[-1]), flush=True)
     return results

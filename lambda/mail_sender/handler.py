@@ -5,7 +5,6 @@ bad record never fails its batch-mates."""
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -17,12 +16,6 @@ from mail_sender.settings import Settings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "mailctl-sender")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mailctl")
-# All records failing is reported like any partial failure (every id in batchItemFailures) rather
-# than raised, so the local worker and Lambda see one response shape.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-# A batch of poison records has nothing to count; flushing nothing is fine, not worth a warning.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 METRICS = ("sent", "failed", "skipped", "throttled", "duplicates_skipped")
 
@@ -63,10 +56,20 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def record_handler(record):
         return current.process(record, invocation)
 
+    # All records failing is reported like any partial failure (every id in batchItemFailures)
+    # rather than raised, so the local worker and Lambda see one response shape. One processor per
+    # invocation: it holds the batch's state.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response: dict[str, Any] = {"batchItemFailures": []}
     try:
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        return response
     finally:
         counts = invocation.counts.as_dict()
         for name in METRICS:
             if counts[name]:
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[name])
+        # Always at least one metric, so even a batch of poison records flushes something.
+        metrics.add_metric(name="records", unit=MetricUnit.Count, value=len(event.get("Records") or []))
+        if response["batchItemFailures"]:
+            metrics.add_metric(name="records_failed", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))

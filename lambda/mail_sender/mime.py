@@ -193,9 +193,9 @@ def build_message(
     boundary = _boundary(parts)
     out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"))
     for part_headers, body in parts:
-        out += [f"--{boundary}\r\n".encode("ascii"), part_headers, b"\r\n", body]
-        if not body.endswith(b"\r\n"):
-            out.append(b"\r\n")
+        # The CRLF before a delimiter belongs to the delimiter (RFC 2046): always add one, so a
+        # body's own final line break survives.
+        out += [f"--{boundary}\r\n".encode("ascii"), part_headers, b"\r\n", body, b"\r\n"]
     out.append(f"--{boundary}--\r\n".encode("ascii"))
     return b"".join(out)
 

@@ -1,11 +1,13 @@
 """The sending logic: one SQS record (a chunk of one job's recipients) in, mail out through SES.
 
-Failure classes (see docs/DESIGN and issue 3):
+Failure classes:
 - poison: the body or its bundle cannot be read or decoded. The record fails on every delivery and
   reaches the DLQ; the reason is recorded under pk="failures", sk=<messageId>.
 - retryable: SES throttling or 5xx, DynamoDB/S3 trouble, a recipient another invocation is sending,
   running out of time. The record fails; redelivery sends only the recipients not yet done, because
   each recipient's send is idempotent (Powertools) on job id + address, never on the messageId.
+  Throttling (after botocore's own retries) also halts the invocation: sends not yet started, and
+  later records of the batch, are deferred rather than sent into a throttled account.
 - permanent, per recipient: SES refused the address, the template cannot render for that row, a
   header would carry CR/LF. Recorded COMPLETED with outcome "failed" and the reason; never retried.
 - account: suspended, sending paused, a missing configuration set, access denied. No recipient is
@@ -23,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +166,6 @@ class Envelope:
     receive_count: int
     job_id: str | None = None
     chunk: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _outcome(outcome: str, recipient: Recipient, at: float, reason: str | None = None, ses_message_id: str | None = None) -> dict[str, Any]:
@@ -307,7 +308,11 @@ class Sender:
             unique.append(recipient)
 
         pool = self._executor()
-        futures = [pool.submit(self._deliver, invocation, chunk, bundle, job, r) for r in unique]
+        # The idempotent functions are looked up here, in one thread, so the cache needs no lock.
+        futures = [
+            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r)
+            for r in unique
+        ]
         problems: dict[str, list[str]] = {}
         for recipient, future in zip(unique, futures):
             try:
@@ -339,7 +344,9 @@ class Sender:
         )
         if problems:
             kind = ACCOUNT if ACCOUNT in problems else RETRYABLE
-            first = scrub((problems.get(ACCOUNT) or problems[RETRYABLE])[0])
+            reasons = problems.get(ACCOUNT) or problems[RETRYABLE]
+            # The cause, not a consequence: a deferral only echoes what halted the invocation.
+            first = scrub(next((r for r in reasons if not r.startswith("deferred")), reasons[0]))
             raise RecordFailed(
                 f"{counts.not_sent} of {len(unique)} recipients not sent yet, e.g. {first}",
                 kind,
@@ -425,14 +432,17 @@ class Sender:
 
     # --- per recipient (in the pool's threads) -------------------------------------------------------
 
-    def _deliver(self, invocation: Invocation, chunk: Chunk, bundle: LoadedBundle, job: JobInfo, recipient: Recipient) -> dict[str, Any]:
+    @staticmethod
+    def _partition(job_id: str, recipient: Recipient, job: JobInfo) -> str:
+        return job_partition(job_id, shard_of(recipient.key, job.shards), job.shards)
+
+    def _deliver(self, function: Callable[..., dict[str, Any]], invocation: Invocation, chunk: Chunk,
+                 bundle: LoadedBundle, job: JobInfo, recipient: Recipient) -> dict[str, Any]:
         halted = invocation.halted
         if halted is not None:
             raise Deferred(halted[1])
         if invocation.out_of_time():
             raise Deferred("the invocation is about to time out")
-        shard = shard_of(recipient.key, job.shards)
-        function = self._idempotent(job_partition(chunk.job_id, shard, job.shards))
         return function(
             data=idempotency_data(chunk.job_id, recipient.email),
             recipient=recipient, chunk=chunk, bundle=bundle, job=job, invocation=invocation,

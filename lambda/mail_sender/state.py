@@ -116,17 +116,6 @@ class StateStore(LazyClient):
         except (ClientError, BotoCoreError) as exc:
             raise StateUnavailable(f"clearing the failure of message {message_id}: {exc}") from exc
 
-    def failure(self, message_id: str) -> dict[str, Any] | None:
-        try:
-            item = self.client.get_item(
-                TableName=self.table, Key={PK_ATTR: {"S": FAILURES_PK}, SK_ATTR: {"S": message_id}}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StateUnavailable(f"reading the failure of message {message_id}: {exc}") from exc
-        if item is None:
-            return None
-        return {name: (value.get("S") if "S" in value else int(value["N"])) for name, value in item.items()}
-
     def persistence_layer(self, partition: str):
         """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>."""
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import typer
@@ -56,7 +56,10 @@ def up(
         outbox_dir = str(outbox.resolve())
     stack = LocalStack(config, port=port, worker=not no_worker, outbox=outbox_dir, log=_log)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    data = sys.stdout
+    # The sender logs to stdout (CloudWatch Logs, on AWS); here that is diagnostics, so stderr, and
+    # stdout carries only the environment. (Its logger binds the stream when the handler is imported.)
+    with redirect_stdout(sys.stderr), _stop_on_signals(stop):
         provisioned = stack.start()
         try:
             _log(f"local stack ready on {stack.endpoint}: queue {provisioned.queue_url.rsplit('/', 1)[-1]}, "
@@ -66,8 +69,8 @@ def up(
             _log("in another shell:")
             # The environment is data (a person may paste it, a script may read it): stdout.
             for name, value in shell_environment(stack.endpoint, stack.config):
-                sys.stdout.write(f"export {name}={value}\n")
-            sys.stdout.flush()
+                data.write(f"export {name}={value}\n")
+            data.flush()
             _log("Ctrl-C stops the stack (its state lives in memory and goes with it)")
             stack.wait(stop)
             _log("stopping")
@@ -97,7 +100,8 @@ def worker(
     config = clients.config
     _log(f"worker: queue {config.queue}, batch size {config.sender.batch_size}, "
          f"{config.sender.max_concurrency} concurrent invocation(s)" + (f", outbox {outbox_dir}" if outbox_dir else ""))
-    with _stop_on_signals(stop):
+    # The sender's logs (stdout on Lambda) are diagnostics here: stderr.
+    with redirect_stdout(sys.stderr), _stop_on_signals(stop):
         stats = local_worker.run(stop, until_empty=until_empty)
     _log(f"worker: {stats.summary()}")
 

@@ -22,6 +22,7 @@ from mail_sender.contract import PK_ATTR, SK_ATTR
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 MAIN_RETENTION_SECONDS = 4 * 24 * 3600
 MAX_RECEIVE_COUNT = 5
+PAYLOAD_RETENTION_DAYS = 15
 # Verified for the example campaigns; moto refuses mail from unverified senders, as SES does.
 LOCAL_SENDER_DOMAINS = ("example.com", "example.jp")
 SENDER_ROLE = "mailctl-sender-role"
@@ -89,6 +90,15 @@ def provision(
             s3.create_bucket(Bucket=config.bucket)
         else:
             s3.create_bucket(Bucket=config.bucket, CreateBucketConfiguration={"LocationConstraint": config.aws.region})
+    # As the template: payloads outlive the DLQ's 14 days, so a dead letter can still be redriven.
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=config.bucket,
+        LifecycleConfiguration={"Rules": [{
+            "ID": "expire-payloads", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "Expiration": {"Days": PAYLOAD_RETENTION_DAYS},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }]},
+    )
 
     ddb = clients.dynamodb
     if config.table not in ddb.list_tables().get("TableNames", []):

@@ -334,7 +334,7 @@ class DeadLetters:
             selected = letters[:limit] if limit else letters
             return RedriveResult(selected=len(selected), dry_run=True)
         if job is None and limit is None:
-            handle = self.dlq.start_move_task(int(rate) if rate and rate >= 1 else None)
+            handle = self.dlq.start_move_task(min(int(rate), 500) if rate and rate >= 1 else None)  # the API caps it at 500
             if handle is not None:
                 return self._follow_task(handle, progress, sleep, poll_seconds)
             if note:

@@ -249,9 +249,11 @@ class Checkpoint:
     """Chunks SQS has accepted for a job, appended as they are accepted. A line written with
     os.write survives a kill -9 of this process: the kernel holds it."""
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, fresh: bool = False):
         self.path = state_dir() / f"{job_id}.chunks"
         self.done: set[int] = set()
+        if fresh:
+            self.path.unlink(missing_ok=True)
         if self.path.exists():
             for line in self.path.read_text().split():
                 if line.isdigit():
@@ -509,7 +511,9 @@ def enqueue_job(
         "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
     })
 
-    checkpoint = Checkpoint(job_id)
+    # Without a manifest there is no job to resume, whatever a local checkpoint says (a new stack,
+    # or the manifest write is what failed last time): start the chunks from scratch.
+    checkpoint = Checkpoint(job_id, fresh=existing is None)
     result.resumed = bool(checkpoint.done)
     result.already_enqueued = len(checkpoint.done)
     enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, progress)

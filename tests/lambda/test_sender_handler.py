@@ -139,7 +139,7 @@ def test_the_same_chunk_delivered_twice_sends_one_mail_per_recipient(sender_env,
     h = sender_env
     record = h.record(JOB, 0, people(4))
     assert h.invoke(record)["batchItemFailures"] == []
-    assert emitted_metrics(capsys.readouterr().out) == {"sent": 4}
+    assert emitted_metrics(capsys.readouterr().out) == {"sent": 4, "records": 1}
 
     # When SQS delivers the very same message again
     again = dict(record, attributes={**record["attributes"], "ApproximateReceiveCount": "2"})
@@ -148,7 +148,7 @@ def test_the_same_chunk_delivered_twice_sends_one_mail_per_recipient(sender_env,
     # Then it succeeds without sending anything new, and says so in its metrics
     assert response["batchItemFailures"] == []
     assert len(h.mail()) == 4
-    assert emitted_metrics(capsys.readouterr().out) == {"duplicates_skipped": 4}
+    assert emitted_metrics(capsys.readouterr().out) == {"duplicates_skipped": 4, "records": 1}
 
 
 def test_a_redriven_copy_with_a_new_message_id_sends_no_new_mail(sender_env):
@@ -168,7 +168,7 @@ def test_a_redriven_copy_with_a_new_message_id_sends_no_new_mail(sender_env):
     assert len(h.mail()) == 3
 
 
-def test_throttling_fails_the_record_and_the_retry_sends_only_the_rest(sender_env):
+def test_throttling_fails_the_record_and_the_retry_sends_only_the_rest(sender_env, capsys):
     # Given SES that throttles the first attempt to send to user3
     h = sender_env
     throttled_once = []
@@ -187,6 +187,8 @@ def test_throttling_fails_the_record_and_the_retry_sends_only_the_rest(sender_en
 
     # Then the record fails (to be redelivered), user3 got nothing yet, the reason is on record
     assert failed_ids(response) == {record["messageId"]}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["throttled"], metrics["records_failed"]) == (1, 1)
     assert h.mail_to("user3@example.org") == []
     assert h.failure(record["messageId"])["reason"].startswith("retryable: ")
     assert "TooManyRequestsException" in h.failure(record["messageId"])["reason"]

@@ -180,3 +180,49 @@ def test_settings_come_from_the_environment():
         Settings.from_env({})
     with pytest.raises(SettingsError, match="MAILCTL_SEND_CONCURRENCY"):
         Settings.from_env({"MAILCTL_TABLE": "t", "MAILCTL_SEND_CONCURRENCY": "many"})
+
+
+def test_an_ascii_body_travels_as_7bit_and_a_japanese_one_as_base64():
+    # Given an ASCII text part and a Japanese html part
+    raw = build_message(headers=HEADERS, to="a@example.org", subject="s", text="Hello\nworld\n", html="<p>日本語</p>", unsubscribe_url=None)
+
+    # When parsed back
+    message = parse(raw)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+
+    # Then each part says how it is encoded and decodes to its text
+    assert plain["Content-Transfer-Encoding"] == "7bit"
+    assert plain.get_content() == "Hello\r\nworld\r\n"
+    assert html["Content-Transfer-Encoding"] == "base64"
+    assert html.get_content() == "<p>日本語</p>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert not message.defects and not plain.defects and not html.defects
+
+
+def test_a_long_ascii_subject_is_folded_and_reads_back_whole():
+    subject = " ".join(["An unusually long subject line"] * 6)
+    raw = build_message(headers=HEADERS, to="a@example.org", subject=subject, text="t", html=None, unsubscribe_url=None)
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 78
+    assert str(parse(raw)["Subject"]) == subject
+
+
+def test_an_address_with_a_display_name_goes_through_the_address_parser():
+    raw = build_message(headers=HEADERS, to="山田 <yamada@example.jp>", subject="s", text="t", html=None, unsubscribe_url=None)
+    address = parse(raw)["To"].addresses[0]
+    assert (address.display_name, address.addr_spec) == ("山田", "yamada@example.jp")
+
+
+def test_control_characters_in_the_subject_reject_the_recipient():
+    with pytest.raises(RecipientRejected, match="control characters"):
+        build_message(headers=HEADERS, to="a@example.org", subject="a\x00b", text="t", html=None, unsubscribe_url=None)
+
+
+def test_the_bundle_headers_are_encoded_once_with_japanese_display_names():
+    headers = BundleHeaders.from_bundle({"from": "山田商店 <news@example.jp>", "reply_to": "サポート <help@example.jp>",
+                                         "headers": {"X-Campaign": "冬"}})
+    message = parse(build_message(headers=headers, to="a@example.org", subject="s", text="t", html=None, unsubscribe_url=None))
+    assert headers.block.isascii()
+    assert str(message["From"]) == "山田商店 <news@example.jp>"
+    assert str(message["Reply-To"]) == "サポート <help@example.jp>"
+    assert message["X-Campaign"] == "冬"
+    assert headers.domain == "example.jp"

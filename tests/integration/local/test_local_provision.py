@@ -60,7 +60,7 @@ def test_moto_still_reports_its_data_with_a_function_record(clients, moto_endpoi
         data = json.load(response)
 
     # Then it answers, and lists the function
-    assert [f["function_name"] for f in data["lambda"]["LambdaFunction"]] == [clients.config.sender_function]
+    assert [f["function_name"] for f in data["awslambda"]["LambdaFunction"]] == [clients.config.sender_function]
 
 
 def test_pause_survives_reprovisioning(clients):

@@ -198,7 +198,7 @@ def test_a_long_invocation_keeps_its_messages_invisible(clients, fast_stack):
 
     def slow(event, context):
         seen.extend(r["attributes"]["ApproximateReceiveCount"] for r in event["Records"])
-        time.sleep(2.5)
+        time.sleep(1.8)
         return None
 
     # When the worker drains the queue
