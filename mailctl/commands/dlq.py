@@ -63,11 +63,12 @@ def list_(ctx: typer.Context, job: str = JOB_OPTION, json_: bool = typer.Option(
     if not letters:
         err.print("the DLQ is empty" + (f" for job {job}" if job else ""), markup=False)
         return
-    table = Table()
+    # Wide enough for whole ids even when stdout is not a terminal (then rich assumes 80 columns).
+    table = Table(width=max(out.width, 160) if not out.is_terminal else None)
     for column in ("message id", "job", "chunk", "recipients", "receives", "age", "reason"):
         # Ids and jobs are for copying into the next command: never wrapped.
         keep = column in {"message id", "job"}
-        table.add_column(column, justify="right" if column in {"chunk", "recipients", "receives", "age"} else "left", no_wrap=keep, overflow="fold", min_width=36 if column == "message id" else None)
+        table.add_column(column, justify="right" if column in {"chunk", "recipients", "receives", "age"} else "left", no_wrap=keep, overflow="fold", min_width=20 if column == "reason" else None)
     for letter in letters:
         reason = Text(letter.reason or "(no reason recorded)", style="red" if letter.problem else "")
         table.add_row(
