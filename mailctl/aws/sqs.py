@@ -39,6 +39,10 @@ class SqsQueue:
         with aws_call(f"queue {self.name}"):
             return self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=names or ["All"])["Attributes"]
 
+    def tags(self) -> dict[str, str]:
+        with aws_call(f"queue {self.name}"):
+            return self.client.list_queue_tags(QueueUrl=self.url).get("Tags", {})
+
     def max_message_size(self) -> int:
         """The queue's real limit: 1 MiB for queues made since 2025-08, 256 KiB for many older ones."""
         return int(self.attributes(["MaximumMessageSize"]).get("MaximumMessageSize", DEFAULT_MAX_MESSAGE_SIZE))

@@ -22,6 +22,7 @@ from mail_sender.contract import PK_ATTR, SK_ATTR
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 MAIN_RETENTION_SECONDS = 4 * 24 * 3600
 MAX_RECEIVE_COUNT = 5
+SHORT_VISIBILITY_TAG = "mailctl:short-visibility"
 PAYLOAD_RETENTION_DAYS = 15
 # Verified for the example campaigns; moto refuses mail from unverified senders, as SES does.
 LOCAL_SENDER_DOMAINS = ("example.com", "example.jp")
@@ -82,6 +83,10 @@ def provision(
         QueueUrl=dlq_url,
         Attributes={"RedriveAllowPolicy": json.dumps({"redrivePermission": "allowAll"})},
     )
+    if visibility_timeout < 6 * config.sender.timeout_seconds:
+        # Retries in seconds rather than minutes, on purpose: `mailctl doctor` reads this tag and
+        # reports the short visibility timeout as a warning, not a problem.
+        sqs.tag_queue(QueueUrl=queue_url, Tags={SHORT_VISIBILITY_TAG: "local stack: short retries on purpose"})
 
     s3 = clients.s3
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}

@@ -17,6 +17,7 @@ from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.lambda_ import LambdaAdapter
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.session import Clients, effective_endpoint, is_loopback
+from mailctl.local.provision import SHORT_VISIBILITY_TAG
 from mailctl.aws.ses import SesAccount, SesAdapter
 from mailctl.aws.sqs import SqsQueue
 from mailctl.config import Config
@@ -65,6 +66,7 @@ class _Facts:
     redrive: dict[str, Any] | None = None
     function: dict[str, Any] | None = None
     function_env: dict[str, str] = field(default_factory=dict)
+    queue_tags: dict[str, str] = field(default_factory=dict)
     mapping: dict[str, Any] | None = None
     account: SesAccount | None = None
 
@@ -112,7 +114,9 @@ def has_problems(checks: list[Check]) -> bool:
 
 
 def _read_queues(config: Config, clients: Clients, facts: _Facts) -> Check | None:
-    facts.queue = SqsQueue(clients.sqs, config.queue).attributes(["All"])
+    queue = SqsQueue(clients.sqs, config.queue)
+    facts.queue = queue.attributes(["All"])
+    facts.queue_tags = queue.tags()
     raw = facts.queue.get("RedrivePolicy")
     if raw:
         try:
@@ -190,7 +194,7 @@ def _visibility(config: Config, facts: _Facts) -> Check:
     detail = f"queue {config.queue}: visibility timeout {visibility} s, {source} timeout {timeout} s (needs >= {needed} s)"
     if visibility >= needed:
         return Check("visibility_timeout", OK, detail)
-    if facts.local:
+    if facts.local and SHORT_VISIBILITY_TAG in facts.queue_tags:
         # The local stack keeps retries short on purpose, and its worker extends the visibility of
         # a batch for as long as the invocation runs, which is what the 6x rule protects on AWS.
         return Check("visibility_timeout", WARNING, detail + ": short on purpose on the local stack (the worker keeps batches hidden while they run)")

@@ -1,0 +1,409 @@
+"""End to end: the CLI as an operator runs it, against `mailctl local up` on a free loopback port.
+
+One stack for the module (moto + the local worker running the real sender), started as a
+subprocess with no AWS variables in its environment, stopped with Ctrl-C at the end. Every
+`mailctl` command is a subprocess too. What we assert on is what the system did: the raw MIME SES
+accepted (moto's store, `/moto-api/data.json`), the `.eml` copies the worker wrote to the outbox,
+the idempotency records in DynamoDB, and what the queues hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from mail_sender.contract import idempotency_sort_key, job_partition
+from tests.helpers import write_campaign
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ["山田 花子", "Bob Jones", "佐藤 健", "Alice Smith", "渡辺 蓮", "Émile Zola"]
+BIG_FIELD = 1_200_000  # one recipient's data pushes its chunk over SQS's 1 MiB: it goes through S3
+SETTLE_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recipients_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["email", "name", "token", "note"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def rows_for(prefix: str, count: int, domain: str = "example.jp") -> list[dict]:
+    return [
+        {"email": f"{prefix}{i}@{domain}", "name": f"{NAMES[i % len(NAMES)]} {i}", "token": f"{prefix}-t{i}", "note": "short"}
+        for i in range(count)
+    ]
+
+
+def campaign(directory: Path, rows: list[dict], sender: str | None = None) -> Path:
+    path = write_campaign(
+        directory, recipients_text=recipients_csv(rows),
+        html="<p>{{ name }}さん、こんにちは</p>\n", text="{{ name }}さん、こんにちは\n{{ note }}\n",
+    )
+    if sender:
+        path.write_text(path.read_text(encoding="utf-8").replace("news@example.com", sender), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Stack:
+    endpoint: str
+    config: Path
+    outbox: Path
+    log: Path
+    workdir: Path
+    env: dict[str, str]
+
+    def mailctl(self, *args: str, expect: int = 0, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailctl", "--config", str(self.config), *args],
+            cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        assert result.returncode == expect, f"mailctl {' '.join(args)} -> {result.returncode}\n{result.stderr[-3000:]}"
+        return result
+
+    def json(self, *args: str, expect: int = 0) -> Any:
+        return json.loads(self.mailctl(*args, "--json", expect=expect).stdout)
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="e2e", aws_secret_access_key="e2e")
+
+    def wait_settled(self, job_id: str, timeout: float = SETTLE_SECONDS) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.json("status", job_id)
+            if status["not_started"] == 0 and status["in_progress"] == 0 and status["stale_in_progress"] == 0:
+                return status
+            assert time.monotonic() < deadline, f"job {job_id} did not settle: {status}\n{self.log_tail()}"
+            time.sleep(0.5)
+
+    def ses_messages(self) -> list[EmailMessage]:
+        """Every raw message SES (moto) accepted, parsed."""
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=30) as response:
+            data = json.load(response)
+        return [message_from_bytes(m["raw_data"].encode("utf-8"), policy=policy.default) for m in data["ses"]["RawMessage"]]
+
+    def outbox_messages(self, job_id: str) -> list[EmailMessage]:
+        directory = self.outbox / job_id
+        if not directory.exists():
+            return []
+        return [message_from_bytes(path.read_bytes(), policy=policy.default) for path in sorted(directory.glob("*.eml"))]
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self) -> str:
+        return self.log_text()[-3000:]
+
+    def wait_for_log(self, text: str, after: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text()[after:]:
+            assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s\n{self.log_tail()}"
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    config = workdir / "mailctl.yaml"
+    config.write_text(
+        "aws:\n  region: us-east-1\n  endpoint_url: " + endpoint + "\n"
+        "sender:\n  batch_size: 5\n  max_concurrency: 2\n  rate_per_second: 500\n  send_concurrency: 20\n",
+        encoding="utf-8",
+    )
+    (workdir / "home").mkdir()
+    # No AWS_* at all (no credentials, profile, endpoint, CA bundle), and a HOME without ~/.aws:
+    # the stack and the CLI must work on a machine that has never seen AWS.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILCTL_"))}
+    env.update({"HOME": str(workdir / "home"), "MAILCTL_STATE_DIR": str(workdir / "state"), "PYTHONUNBUFFERED": "1"})
+    outbox = workdir / "outbox"
+    log = workdir / "local-up.log"
+
+    # Given `mailctl local up` on a free port, its diagnostics in a file (the sender logs a lot:
+    # a pipe nobody reads would fill and block the worker)
+    with log.open("w") as log_handle, (workdir / "local-up.out").open("w") as out_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailctl", "--config", str(config), "local", "up", "--port", str(port), "--outbox", str(outbox)],
+            cwd=workdir, env=env, stdout=out_handle, stderr=log_handle,
+        )
+    running = Stack(endpoint=endpoint, config=config, outbox=outbox, log=log, workdir=workdir, env=env)
+    try:
+        deadline = time.monotonic() + 40
+        while "local stack ready" not in running.log_text():
+            assert process.poll() is None, f"local up exited with {process.returncode}\n{running.log_tail()}"
+            assert time.monotonic() < deadline, f"local up not ready within 40 s\n{running.log_tail()}"
+            time.sleep(0.1)
+        yield running
+    finally:
+        # Then Ctrl-C stops it cleanly
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"local up did not stop within 30 s of SIGINT\n{running.log_tail()}") from None
+    text = running.log_text()
+    assert code in (0, 130), text[-3000:]
+    assert "stopping" in text
+    assert not unexpected_tracebacks(text), unexpected_tracebacks(text)[0]
+
+
+# moto's server logs a traceback for an action it lacks; `dlq redrive` tries StartMessageMoveTask
+# (as on AWS) before moving messages itself, so that one is expected on the local stack.
+KNOWN_SERVER_ERRORS = ("The start_message_move_task action has not been implemented",)
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """Tracebacks in the log other than moto's known "action not implemented" request errors."""
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    found = []
+    for block in blocks:
+        # A traceback ends at its first unindented line: the exception.
+        lines = block.splitlines()[1:]
+        exception = next((line for line in lines if line and not line.startswith(" ")), "")
+        if not any(known in exception for known in KNOWN_SERVER_ERRORS):
+            found.append("Traceback" + block[:3000])
+    return found
+
+
+def addressed_to(messages: list[EmailMessage], addresses: set[str]) -> list[EmailMessage]:
+    return [m for m in messages if str(m["To"]).lower() in addresses]
+
+
+def assert_campaign_mail(message: EmailMessage, row: dict) -> None:
+    """One recipient's mail, as a mail client would read it."""
+    assert message.get_content_type() == "multipart/alternative"
+    parts = {part.get_content_type(): part.get_content() for part in message.iter_parts()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert f"{row['name']}さん、こんにちは" in parts["text/plain"]
+    assert f"{row['name']}さん、こんにちは" in parts["text/html"]
+    assert row["note"] in parts["text/plain"]
+    # The subject decodes back to the recipient's text; on the wire it is RFC 2047 (7-bit)
+    assert str(message["Subject"]) == f"{row['name']}さん、お知らせ"
+    raw_subject = message_from_bytes(message.as_bytes(), policy=policy.compat32)["Subject"]
+    assert raw_subject.isascii() and "=?utf-8?" in raw_subject.lower()
+    assert str(message["From"]) == "Example News <news@example.com>"
+    assert str(message["Reply-To"]) == "support@example.com"
+    assert str(message["X-Campaign"]) == "test"
+    assert str(message["List-Unsubscribe"]) == f"<https://example.com/u/{row['token']}>"
+    assert str(message["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    assert str(message["Message-ID"]).startswith("<") and "@" in str(message["Message-ID"])
+
+
+def test_campaign_reaches_every_recipient_exactly_once(stack, tmp_path):
+    # Given a campaign of Japanese and English names, html + text, an unsubscribe URL, and one
+    # recipient whose data is too big for an SQS message
+    rows = rows_for("main", 200)
+    rows[57]["note"] = "大" * (BIG_FIELD // 3) + "end-of-big-note"  # 1.2 MB of UTF-8
+    path = campaign(tmp_path / "main", rows)
+
+    # When it is sent and the worker drains the queue
+    result = stack.json("send", str(path), "--yes")
+    job = result["job_id"]
+    status = stack.wait_settled(job)
+
+    # Then the job was enqueued in chunks, the oversized one through S3
+    assert result["recipients"] == 200 and result["rejected"] == 0
+    assert result["messages"] == 2 and result["overflowed"] >= 1
+    # And status accounts for every recipient as sent
+    assert {"job_id", "name", "state", "recipients", "sent", "failed", "failed_by_reason", "skipped", "in_progress",
+            "stale_in_progress", "not_started", "expired", "records", "dlq_messages", "queue", "rate_per_second",
+            "eta_seconds", "settled"} <= set(status)
+    assert (status["recipients"], status["sent"], status["failed"], status["skipped"], status["not_started"]) == (200, 200, 0, 0, 0)
+    assert status["failed_by_reason"] == {} and status["dlq_messages"] == 0 and status["settled"] is True
+
+    # And SES accepted exactly one mail per recipient
+    by_address = {r["email"]: r for r in rows}
+    accepted = addressed_to(stack.ses_messages(), set(by_address))
+    assert Counter(str(m["To"]) for m in accepted) == Counter(set(by_address))
+    for message in accepted:
+        assert_campaign_mail(message, by_address[str(message["To"])])
+    assert len({str(m["Message-ID"]) for m in accepted}) == 200
+    # And the outbox holds the same mail, one .eml per recipient, the big one whole
+    written = stack.outbox_messages(job)
+    assert sorted(str(m["To"]) for m in written) == sorted(by_address)
+    for message in written:
+        assert_campaign_mail(message, by_address[str(message["To"])])
+    big = next(m for m in written if str(m["To"]) == rows[57]["email"])
+    assert big.get_body(("plain",)).get_content().rstrip().endswith("end-of-big-note")
+
+    # And the table holds one COMPLETED "sent" record per recipient
+    items = []
+    dynamodb = stack.client("dynamodb")
+    for page in dynamodb.get_paginator("query").paginate(
+        TableName="mailctl-state", KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": job_partition(job, 0, 1)}},
+    ):
+        items.extend(page["Items"])
+    assert sorted(i["sk"]["S"] for i in items) == sorted(idempotency_sort_key(job, e) for e in by_address)
+    assert {i["status"]["S"] for i in items} == {"COMPLETED"}
+    data = [json.loads(i["data"]["S"]) for i in items]
+    assert {d["outcome"] for d in data} == {"sent"}
+    assert sorted(d["email"] for d in data) == sorted(by_address)
+
+
+def test_an_undecodable_message_ends_in_the_dlq_and_can_be_exported_and_redriven(stack, tmp_path):
+    # Given a broken producer's message on the queue
+    sqs = stack.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName="mailctl-jobs")["QueueUrl"]
+    message_id = sqs.send_message(QueueUrl=queue_url, MessageBody="<<this is not a mailctl message>>")["MessageId"]
+
+    # When the worker has failed it maxReceiveCount times (watched cheaply on the DLQ itself)
+    dlq_url = sqs.get_queue_url(QueueName="mailctl-jobs-dlq")["QueueUrl"]
+    deadline = time.monotonic() + 45
+    while int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"]) == 0:
+        assert time.monotonic() < deadline, f"poison message not in the DLQ after 45 s\n{stack.log_tail()}"
+        time.sleep(0.5)
+
+    # Then `dlq list` shows it with the reason the sender recorded
+    letters = {letter["message_id"]: letter for letter in stack.json("dlq", "list")}
+    letter = letters[message_id]
+    assert letter["reason"], letter
+    assert letter["receive_count"] >= 5
+    assert letter["job_id"] in (None, "")
+
+    # When it is exported
+    export = tmp_path / "dead.jsonl"
+    stack.mailctl("dlq", "export", str(export))
+    # Then the file holds it whole
+    exported = {line["message_id"]: line for line in map(json.loads, export.read_text(encoding="utf-8").splitlines())}
+    assert exported[message_id]["body"] == "<<this is not a mailctl message>>"
+    assert exported[message_id]["reason"] == letter["reason"]
+
+    # When it is redriven
+    moved = stack.json("dlq", "redrive", "--yes")
+    # Then it was moved back to the main queue (where it will fail again: it is still poison)
+    assert moved["moved"] == len(letters) == 1
+    assert message_id not in {letter["message_id"] for letter in stack.json("dlq", "list")}
+
+
+def test_a_permanent_ses_rejection_is_a_failed_recipient_not_a_dead_letter(stack, tmp_path):
+    # Given a campaign whose From is a domain SES has not verified
+    rows = rows_for("rejected", 20, domain="example.com")
+    path = campaign(tmp_path / "rejected", rows, sender="news@unverified.example.net")
+
+    # When it is sent and the worker has tried every recipient
+    job = stack.json("send", str(path), "--yes")["job_id"]
+    status = stack.wait_settled(job)
+
+    # Then every recipient failed for one reason, SES's rejection, and nothing went to the DLQ
+    assert (status["sent"], status["failed"], status["not_started"]) == (0, 20, 0)
+    ((reason, count),) = status["failed_by_reason"].items()
+    assert count == 20 and "MessageRejected" in reason
+    assert status["dlq_messages"] == 0
+    assert stack.json("dlq", "list", "--job", job) == []
+    addresses = {r["email"] for r in rows}
+    assert addressed_to(stack.ses_messages(), addresses) == []
+    assert stack.outbox_messages(job) == []
+
+    # And `--recipients failed` lists them with the reason
+    failed = stack.json("status", job, "--recipients", "failed")
+    assert sorted(r["email"] for r in failed) == sorted(addresses)
+    assert {(r["state"], r["reason"]) for r in failed} == {("failed", reason)}
+
+    # And `--export-unsent` writes their original rows with state and reason
+    unsent = tmp_path / "unsent.csv"
+    stack.mailctl("status", job, "--export-unsent", str(unsent))
+    with unsent.open(encoding="utf-8", newline="") as handle:
+        exported = list(csv.DictReader(handle))
+    assert sorted(r["email"] for r in exported) == sorted(addresses)
+    assert {(r["state"], r["reason"]) for r in exported} == {("failed", reason)}
+    assert {r["name"] for r in exported} == {r["name"] for r in rows}
+
+
+def test_a_cancelled_job_is_skipped_and_sends_nothing(stack, tmp_path):
+    # Given sending is paused (the worker stops polling, as Lambda's pollers would)
+    mark = len(stack.log_text())
+    assert stack.json("pause")["state"] in ("Disabled", "Disabling")
+    stack.wait_for_log("paused, not polling", after=mark, timeout=10)
+    time.sleep(2.5)  # a long poll already under way when the pause was seen ends within 2 s
+
+    try:
+        # And a job enqueued while paused
+        rows = rows_for("cancelled", 100, domain="example.org")
+        job = stack.json("send", str(campaign(tmp_path / "cancel", rows)), "--yes")["job_id"]
+        assert stack.json("status", job)["not_started"] == 100
+
+        # When it is cancelled, and sending resumes
+        cancelled = stack.json("cancel", job, "--yes")
+    finally:
+        stack.mailctl("resume")
+    status = stack.wait_settled(job)
+
+    # Then every recipient is skipped, and no mail went out for the job
+    assert cancelled["job_id"] == job
+    assert status["state"] == "cancelled"
+    assert (status["skipped"], status["sent"], status["failed"], status["not_started"]) == (100, 0, 0, 0)
+    assert addressed_to(stack.ses_messages(), {r["email"] for r in rows}) == []
+    assert stack.outbox_messages(job) == []
+
+
+def test_send_to_a_test_address_and_with_a_limit(stack, tmp_path):
+    # Given a campaign of 50 recipients
+    rows = rows_for("limited", 50, domain="example.net")
+    path = campaign(tmp_path / "limit", rows)
+
+    # When one sample goes to a test address
+    sample = stack.json("send", str(path), "--to", "tester@example.org", "--yes")
+    sample_status = stack.wait_settled(sample["job_id"])
+
+    # Then exactly one mail reaches that address, with the first row's data, and no recipient got one
+    assert sample["recipients"] == 1 and sample_status["sent"] == 1
+    messages = stack.ses_messages()
+    (mail,) = addressed_to(messages, {"tester@example.org"})
+    assert str(mail["Subject"]) == f"{rows[0]['name']}さん、お知らせ"
+    assert str(mail["List-Unsubscribe"]) == f"<https://example.com/u/{rows[0]['token']}>"
+    assert addressed_to(messages, {r["email"] for r in rows}) == []
+
+    # When the campaign is sent with --limit 30
+    limited = stack.json("send", str(path), "--limit", "30", "--yes")
+    status = stack.wait_settled(limited["job_id"])
+
+    # Then the first 30 recipients, and only they, get one mail each
+    assert limited["recipients"] == 30 and (status["recipients"], status["sent"]) == (30, 30)
+    received = Counter(str(m["To"]) for m in addressed_to(stack.ses_messages(), {r["email"] for r in rows}))
+    assert received == Counter(r["email"] for r in rows[:30])
+
+
+def test_doctor_passes_on_the_local_stack(stack):
+    # When doctor checks the local stack
+    checks = stack.json("doctor", "--identity", "news@example.com")
+
+    # Then every check is there, none is a problem (the short local visibility timeout is a warning)
+    assert {c["check"] for c in checks} == {
+        "sender_function", "visibility_timeout", "redrive_policy", "dlq_retention", "message_size",
+        "batch_item_failures", "idempotency_expiry", "payload_lifecycle", "table_ttl", "ses_identity",
+        "ses_account", "send_rate",
+    }
+    assert {c["status"] for c in checks} <= {"ok", "warning"}, checks
+    assert next(c for c in checks if c["check"] == "visibility_timeout")["status"] == "warning"
