@@ -14,6 +14,7 @@ else goes through email-validator itself. tests/unit/test_recipients.py holds th
 from __future__ import annotations
 
 import csv
+from array import array
 import json
 import re
 import sys
@@ -265,3 +266,41 @@ def encode_item(email: str, row: dict[str, Any], line: int, email_column: str = 
     """One recipient of the message contract, as JSON text (see mail_sender.contract)."""
     variables = {k: v for k, v in row.items() if k != "email"} if email_column == "email" else row
     return _ENCODER.encode({"email": email, "row": line, "vars": variables})
+
+
+class SeenHashes:
+    """An insert-only set of 64-bit hashes in one flat array: 8-16 bytes per address instead of the
+    ~64 a Python set of ints costs, so a million-row file stays well inside its memory budget.
+    Open addressing with linear probing; 0 marks an empty slot."""
+
+    def __init__(self, expected: int = 1024):
+        size = 1 << max(10, (max(expected, 1) * 2 - 1).bit_length())
+        self._table = array("Q", bytes(8 * size))
+        self._mask = size - 1
+        self._count = 0
+
+    def add(self, value: int) -> bool:
+        """Add a hash; False if it was already there."""
+        value &= 0xFFFF_FFFF_FFFF_FFFF
+        value = value or 1
+        table, mask = self._table, self._mask
+        index = value & mask
+        while True:
+            slot = table[index]
+            if slot == value:
+                return False
+            if not slot:
+                break
+            index = (index + 1) & mask
+        table[index] = value
+        self._count += 1
+        if self._count * 2 > mask:
+            self._grow()
+        return True
+
+    def _grow(self) -> None:
+        old = self._table
+        self.__init__(len(old))
+        for value in old:
+            if value:
+                self.add(value)
