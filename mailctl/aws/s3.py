@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from mailctl.aws.errors import aws_call, error_code
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-_SEQUENTIAL = TransferConfig(use_threads=False, multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
 
 
 class S3Store:
@@ -19,9 +17,10 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     def put_file(self, key: str, path: str) -> None:
-        # Sequential parts: the default of ten 8 MiB parts in flight would cost ~80 MB of memory.
-        with aws_call(f"bucket {self.bucket}"):
-            self.client.upload_file(path, self.bucket, key, Config=_SEQUENTIAL)
+        # One streamed PutObject: botocore reads the file in small blocks to sign and send it, where
+        # upload_file's parts (ten 8 MiB parts in flight by default) cost tens of MB of memory.
+        with aws_call(f"bucket {self.bucket}"), open(path, "rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def exists(self, key: str) -> bool:
         try:

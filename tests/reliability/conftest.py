@@ -45,8 +45,8 @@ MAX_RECEIVE_COUNT = 5
 # recipients take seconds; batch and chunk sizes are the defaults an operator would use.
 TEST_CONFIG = {
     "sending": {"chunk_size": 100, "concurrency": 4},
-    "sender": {"batch_size": 10, "max_concurrency": 2, "rate_per_second": 5000, "send_concurrency": 16,
-               "timeout_seconds": 10},
+    "sender": {"batch_size": 2, "max_concurrency": 2, "rate_per_second": 5000, "send_concurrency": 16,
+               "timeout_seconds": 30},
 }
 
 
@@ -122,8 +122,10 @@ class Rig:
         self.stack = provision(self.clients, visibility_timeout=VISIBILITY_SECONDS, max_receive_count=MAX_RECEIVE_COUNT)
 
     # --- given ---
-    def config_file(self, endpoint: str, name: str = "mailctl.yaml") -> Path:
+    def config_file(self, endpoint: str, name: str = "mailctl.yaml", **sections: dict) -> Path:
         data = {**TEST_CONFIG, **self.config_data, "aws": {"region": "us-east-1", "endpoint_url": endpoint}}
+        for section, values in sections.items():
+            data[section] = {**data.get(section, {}), **values}
         path = self.tmp / name
         path.write_text(yaml.safe_dump(data))
         return path

@@ -116,12 +116,15 @@ class FaultProxy:
         return self.rule(request, count)
 
     def hold_after(self, action: str, passing: int) -> None:
-        """Let `passing` requests of `action` through, then hold every later one."""
+        """Let `passing` requests of `action` through (counting from now), then hold every later one."""
         self._release.clear()
+        self.counts = {}
+        self.held = []
         self.rule = lambda request, count: HOLD if request.action == action and count >= passing else PASS
 
     def drop_after(self, action: str, passing: int) -> None:
-        """Let `passing` requests of `action` through, then go down for everything."""
+        """Let `passing` requests of `action` through (counting from now), then go down for everything."""
+        self.counts = {}
 
         def rule(request: Request, count: int) -> str:
             if request.action == action and count >= passing:
@@ -130,6 +133,10 @@ class FaultProxy:
             return PASS
 
         self.rule = rule
+
+    def refuse(self, action: str) -> None:
+        """Drop every request of `action` (each retry too); everything else passes."""
+        self.rule = lambda request, count: DROP if request.action == action else PASS
 
     def release(self, forward: bool) -> None:
         """Let held requests go: forwarded upstream (they reach AWS) or dropped (they never do)."""
