@@ -12,7 +12,7 @@ Two measurements, because moto cannot hold the big case:
    pages in the exact JSON that DynamoDB returns, for 100k, 200k and 1M records. This times what
    mailctl itself does with a big job: HTTP on loopback, botocore's parsing, the 16 parallel
    sort-key ranges per shard, and the classification of every record. DynamoDB's own read time
-   comes on top: see docs/benchmarks-status.md for the arithmetic.
+   comes on top: see docs/benchmarks.md for the arithmetic.
 
 Records are written in the exact Powertools shape (pk/sk/status/expiration/in_progress_expiration/
 data) with BatchWriteItem.

@@ -223,7 +223,7 @@ def idempotency_data(job_id: str, email: str) -> dict[str, str]:
 def idempotency_sort_key(job_id: str, email: str) -> str:
     """The sort key Powertools writes for this recipient (md5 of the sorted-key JSON of the data).
 
-    Kept in step with Powertools by tests/lambda/test_contract.py, which compares it with what
+    Kept in step with Powertools by tests/lambda/test_idempotency_key.py, which compares it with what
     the persistence layer actually stores.
     """
     data = json.dumps(idempotency_data(job_id, email), sort_keys=True)

@@ -4,7 +4,7 @@ Headers are encoded and folded by the email package's SMTP policy (RFC 2047 enco
 non-ASCII subjects and display names, CRLF line ends). The bundle's headers (From, Reply-To, extra
 headers) are encoded once per bundle; per recipient only To, Subject, Date, Message-ID and the
 unsubscribe headers are, and the message is assembled as bytes: building a full EmailMessage per
-recipient costs ~2 ms of CPU, four times the rest of a send (see docs/benchmarks-sender.md).
+recipient costs ~2 ms of CPU, four times the rest of a send (see docs/benchmarks.md).
 The result is 7-bit clean: a body part is 7bit when it is ASCII with lines within 998 octets, base64
 otherwise, so no relay has to down-convert anything.
 
