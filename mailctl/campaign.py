@@ -8,9 +8,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mailctl.config import format_validation_error, read_yaml
+from mailctl.config import load_model
 from mailctl.errors import ConfigError
 from mail_sender.templating import TemplateProblem, TemplateSet
 
@@ -106,14 +106,7 @@ def _read_template(campaign_path: Path, key: str, relative: str) -> tuple[Path, 
 
 def load_campaign(path: str | Path) -> Campaign:
     campaign_path = Path(path)
-    data = read_yaml(campaign_path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{campaign_path}: expected a mapping of campaign keys at the top level")
-    try:
-        model = CampaignModel.model_validate(data)
-    except ValidationError as exc:
-        message, hint = format_validation_error(str(campaign_path), exc)
-        raise ConfigError(message.replace(".from_", ".from").replace(": from_:", ": from:"), hint=hint) from None
+    model = load_model(campaign_path, CampaignModel, "campaign keys")
     if not model.html and not model.text:
         raise ConfigError(f"{campaign_path}: html, text: at least one of them is required")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +19,9 @@ DEFAULT_CONFIG_FILE = "mailctl.yaml"
 LOCAL_PORT = 4599
 # Lambda's default rate the local worker and the sender use when nothing says otherwise.
 DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS = 15 * 24 * 3600  # longer than the DLQ's 14-day retention
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -91,6 +94,18 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
+def load_model(path: Path, model: type[ModelT], what: str) -> ModelT:
+    """Read a YAML file into a pydantic model; errors name the file and the key path."""
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of {what} at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, hint = format_validation_error(str(path), exc)
+        raise ConfigError(message, hint=hint) from None
+
+
 def load_config(path: str | Path | None = None) -> Config:
     explicit = path or os.environ.get("MAILCTL_CONFIG")
     candidate = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
@@ -98,13 +113,6 @@ def load_config(path: str | Path | None = None) -> Config:
         if explicit:
             raise ConfigError(f"{candidate}: config file not found", hint="pass --config PATH or set MAILCTL_CONFIG")
         return Config()
-    data = read_yaml(candidate) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{candidate}: expected a mapping of settings at the top level")
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        message, hint = format_validation_error(str(candidate), exc)
-        raise ConfigError(message, hint=hint) from None
+    config = load_model(candidate, Config, "settings")
     config.source = str(candidate)
     return config
