@@ -59,15 +59,23 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # policy's address parser.
 _PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _LINESEP = "\r\n"
+_BARE_BREAK = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
 
 
 def _fold(name: str, value: str) -> bytes:
     """One header line as the SMTP policy encodes and folds it (always through the header
     registry: a short non-ASCII value is still encoded, never written raw)."""
     try:
-        return POLICY.header_factory(name, value).fold(policy=POLICY).encode("ascii")
+        folded = POLICY.header_factory(name, value).fold(policy=POLICY)
     except (ValueError, TypeError, IndexError, UnicodeError) as exc:
         raise RecipientRejected(f"cannot encode the {name} header: {exc}") from None
+    # The header registry decodes RFC 2047 encoded words before refolding, so a value such as
+    # "=?utf-8?q?=0D=0AX-Injected:_1?=" would come out as a raw line break: a header of its own.
+    # Only folding (a line break followed by whitespace) may remain inside the line.
+    inner = folded[:-2] if folded.endswith(_LINESEP) else folded
+    if _BARE_BREAK.search(inner):
+        raise RecipientRejected(f"header injection refused: the {name} header would contain a line break")
+    return folded.encode("ascii")
 
 
 @dataclass(frozen=True)

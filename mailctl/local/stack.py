@@ -75,6 +75,14 @@ def shell_environment(endpoint: str, config: Config) -> list[tuple[str, str]]:
     return env
 
 
+def _hide_unimplemented(record: logging.LogRecord) -> bool:
+    """moto answers an API it lacks (StartMessageMoveTask) with a 500, and werkzeug logs the
+    traceback; `mailctl dlq redrive` expects that answer and falls back, so it is noise here."""
+    # werkzeug puts the formatted traceback in the message itself, not in exc_info.
+    message = record.getMessage()
+    return not ("NotImplementedError" in message and "has not been implemented" in message)
+
+
 @dataclass
 class LocalStack:
     """Start, provision, run the worker, stop. Used by `mailctl local up` and by tests."""
@@ -104,7 +112,9 @@ class LocalStack:
             raise OperationalError(f"local stack: {HOST}:{self.port} is already in use",
                                    hint="is another `mailctl local up` running? otherwise pass --port PORT")
         # One request line per AWS call would drown the worker's own output.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        werkzeug = logging.getLogger("werkzeug")
+        werkzeug.setLevel(logging.ERROR)
+        werkzeug.addFilter(_hide_unimplemented)
         self._point_process_at_stack()
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()

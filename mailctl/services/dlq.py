@@ -383,7 +383,12 @@ class DeadLetters:
             accepted, failed = self.main.send_batch(entries)
             moved = [batch[int(i)] for i in accepted]
             if moved:
-                undeleted = self.dlq.delete_batch([held.pop(raw["MessageId"]) for raw in moved])
+                undeleted = self.dlq.delete_batch([held[raw["MessageId"]] for raw in moved])
+                # Forgotten only once deleted: if the delete fails, the copies stay in `held` and are made
+                # visible again at the end, so a rerun moves them at once (again: harmless, the sender is
+                # idempotent) instead of after the peek timeout.
+                for raw in moved:
+                    held.pop(raw["MessageId"], None)
                 result.moved += len(moved) - len(undeleted)
             result.failed += len(failed)
             batch, batch_size = [], 0
