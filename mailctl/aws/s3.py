@@ -40,6 +40,10 @@ class S3Store:
         with aws_call(f"s3://{self.bucket}/{key}"):
             self.client.download_file(self.bucket, key, path)
 
+    def copy(self, bucket: str, key: str, new_key: str) -> None:
+        with aws_call(f"s3://{bucket}/{key}"):
+            self.client.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
+
     def delete(self, key: str, bucket: str | None = None) -> None:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
             self.client.delete_object(Bucket=bucket or self.bucket, Key=key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -377,7 +378,7 @@ class DeadLetters:
             if not batch:
                 return
             entries = [
-                {"Id": str(i), "MessageBody": raw["Body"], "MessageAttributes": clean_message_attributes(raw.get("MessageAttributes") or {})}
+                {"Id": str(i), "MessageBody": self._body_for_copy(raw["Body"]), "MessageAttributes": clean_message_attributes(raw.get("MessageAttributes") or {})}
                 for i, raw in enumerate(batch)
             ]
             accepted, failed = self.main.send_batch(entries)
@@ -418,6 +419,18 @@ class DeadLetters:
                 result.selected += 1
             flush(held)
         return result
+
+    def _body_for_copy(self, body: str) -> str:
+        """A pointer body gets a payload of its own: if the redrive is interrupted between the send
+        and the delete, the message is in both queues, and `dlq purge` deleting the original's
+        payload must not take the copy's with it."""
+        pointer = parse_pointer(body)
+        if pointer is None:
+            return body
+        pointer_class = json.loads(body)[0]
+        key = f"{pointer.key}.redrive-{uuid.uuid4().hex[:12]}"
+        self.store.copy(pointer.bucket, pointer.key, key)
+        return json.dumps([pointer_class, {"s3BucketName": pointer.bucket, "s3Key": key}])
 
     def cancel_task(self) -> int:
         tasks = self.dlq.move_tasks()
