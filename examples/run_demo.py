@@ -26,12 +26,19 @@ LOG = ROOT / "outbox" / "local-up.log"
 DEADLINE_SECONDS = 100
 
 
-def mailctl(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+def mailctl(*args: str, capture: bool = False, echo: bool = True) -> subprocess.CompletedProcess:
+    """Run mailctl as an operator would; `capture` keeps its stdout (data) for the demo to read,
+    its stderr (diagnostics: invalid rows, progress) goes to the terminal unless echo is off."""
     command = [sys.executable, "-m", "mailctl", "--config", str(CONFIG), *args]
-    print(f"\n$ mailctl {' '.join(args)}", flush=True)
-    result = subprocess.run(command, cwd=ROOT, text=True, capture_output=capture, env=ENV)
-    if check and result.returncode != 0:
-        if capture:
+    if echo:
+        print(f"\n$ mailctl {' '.join(args)}", flush=True)
+    result = subprocess.run(
+        command, cwd=ROOT, text=True, env=ENV,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=None if echo else subprocess.PIPE,
+    )
+    if result.returncode != 0:
+        if not echo:
             sys.stderr.write(result.stderr)
         raise SystemExit(f"demo: `mailctl {' '.join(args)}` failed with exit {result.returncode}")
     return result
@@ -60,7 +67,7 @@ def poison_message() -> None:
 
 
 def json_of(*args: str) -> object:
-    return json.loads(mailctl(*args, capture=True).stdout)
+    return json.loads(mailctl(*args, capture=True, echo=False).stdout)
 
 
 def main() -> None:
@@ -85,7 +92,8 @@ def main() -> None:
         print("\n(a broken producer enqueues one undecodable message; it will end in the DLQ)", flush=True)
         poison_message()
 
-        print(f"\nwaiting for the worker to send {result['recipients']:,} recipients and for the poison message to reach the DLQ ...", flush=True)
+        print(f"\nwaiting for the worker to send {result['recipients']:,} recipients and for the poison message to reach the DLQ\n"
+              f"(polling `mailctl status {job} --json` and `mailctl dlq list --json`) ...", flush=True)
         while True:
             status = json_of("status", job, "--json")
             dlq = json_of("dlq", "list", "--json")

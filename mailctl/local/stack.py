@@ -41,6 +41,9 @@ def local_config(config: Config, endpoint: str) -> Config:
 
 def port_in_use(port: int) -> bool:
     with socket.socket() as sock:
+        # As the server will: connections of a stack that just stopped linger in TIME_WAIT and
+        # must not make the port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
