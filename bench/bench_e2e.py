@@ -138,10 +138,17 @@ def main() -> int:
         status = subprocess.run([sys.executable, "-m", "mailctl", "status", job["job_id"], "--json"],
                                 env=env, capture_output=True, text=True, cwd=work)
         phases["mailctl status"] = time.monotonic() - t
+        if status.returncode != 0:
+            print(f"mailctl status failed (exit {status.returncode}) after {phases['mailctl status']:.1f} s: {status.stderr.strip()}", file=sys.stderr)
+            print(f"phases so far: {phases}", file=sys.stderr)
+            return 1
         result = json.loads(status.stdout)
     finally:
         stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=30)
+        try:
+            stack.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stack.kill()
 
     total = sum(phases.values())
     end_to_end = phases["mailctl send (check + enqueue)"] + drain + phases["mailctl status"]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import record, Figures
+from tests.helpers import write_campaign
+from tests.reliability.conftest import Figures, record
 
 
 def test_a_million_rows_with_one_bad_row_near_the_end_is_refused_before_anything_is_sent(rig, capsys):
@@ -33,7 +34,7 @@ def test_a_million_rows_with_one_bad_row_near_the_end_is_refused_before_anything
     assert f"recipients.csv:{bad + 2}:" in err and "nothing was enqueued" in err
     assert rig.queue_depth() == 0 and rig.job_ids() == []
     assert rig.clients.s3.list_objects_v2(Bucket=rig.config.bucket).get("KeyCount", 0) == 0
-    record("bad input: 1,000,000 rows, one invalid address at row 999,990", Figures(1_000_000, 0, 0, 0),
+    record("bad input: 1,000,000 rows, one invalid address at row 999,990 (line 999,992)", Figures(1_000_000, 0, 0, 0),
            f"exit 2 in {elapsed:.1f}s, 'recipients.csv:{bad + 2}: ...'; nothing enqueued, no job, nothing in S3")
 
 
@@ -46,12 +47,13 @@ JSONL = {
 
 @pytest.mark.parametrize("case", sorted(JSONL))
 def test_broken_jsonl_lines_exit_2_naming_the_line(case, rig, capsys):
+    # Given a JSONL recipient file with one kind of broken line
     text, expected = JSONL[case]
-
-    from tests.helpers import write_campaign
-
     campaign = write_campaign(rig.tmp / "j", recipients_text=text, name="recipients.jsonl")
-    assert rig.mailctl("send", str(campaign), "--yes") == 2
+    # When it is sent
+    code = rig.mailctl("send", str(campaign), "--yes")
+    # Then exit 2 naming the file and line, and nothing enqueued, no job
     err = capsys.readouterr().err
+    assert code == 2
     assert expected in err, err
     assert rig.queue_depth() == 0 and rig.job_ids() == []

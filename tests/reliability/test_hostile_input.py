@@ -9,7 +9,6 @@ and the SAM template's cfn-lint and least-privilege checks (tests/lambda/test_te
 from __future__ import annotations
 
 import email
-import json
 from email import policy
 
 from mail_sender import contract

@@ -6,11 +6,10 @@ with wrapper clients), or the worker runs as a subprocess whose SES endpoint is 
 from __future__ import annotations
 
 import importlib
-import re
+import json
 import threading
 import time
 
-import pytest
 from botocore.exceptions import ClientError
 
 from tests.reliability.conftest import record, wait_for
@@ -203,8 +202,6 @@ def test_an_overflowed_payload_missing_or_unreadable_ends_in_the_dlq_with_that_r
     assert rig.dlq_depth() == 2
     capsys.readouterr()
     assert rig.mailctl("dlq", "list", "--json") == 0
-    import json
-
     letters = json.loads(capsys.readouterr().out)
     reasons = sorted(letter["reason"] for letter in letters)
     assert any("payload is gone" in r for r in reasons), reasons
