@@ -50,12 +50,15 @@ class Clients:
         self._lock = threading.Lock()
         self._clients: dict[str, object] = {}
         self._session: boto3.session.Session | None = None
+        local = is_loopback(effective_endpoint("sqs", config.aws.endpoint_url))
         self._boto_config = BotoConfig(
             region_name=config.aws.region,
             retries={"mode": "standard", "max_attempts": 4},
             max_pool_connections=max_pool_connections,
             connect_timeout=5,
-            read_timeout=30,
+            # moto answers a Query page of a large partition in tens of seconds (it re-reads the
+            # partition and serialises item by item); AWS answers in milliseconds.
+            read_timeout=180 if local else 30,
         )
 
     @property
