@@ -8,7 +8,7 @@ goes (per phase, and CPU of the moto process vs this process during the drain).
 The stack is `mailctl local up --no-worker` in its own process (as an operator runs it); `send` and
 `status` run as `mailctl` subprocesses; the drain runs `mailctl.local.worker.LocalWorker` in this
 process so that its CPU can be measured (and profiled with --profile). The sender's rate cap is set
-high (--rate) so that the stack, not the cap, sets the pace; see docs/benchmarks-e2e.md.
+high (--rate) so that the stack, not the cap, sets the pace; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
