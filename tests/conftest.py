@@ -75,3 +75,14 @@ def clients(local_config) -> Clients:
 def stack(clients):
     """The provisioned local resources (queue, DLQ, bucket, table, verified SES domains)."""
     return provision(clients, visibility_timeout=2)
+
+
+@pytest.fixture
+def config_file(tmp_path, local_config, monkeypatch) -> str:
+    """The local config as a file for the command line, and a private state dir for `send`."""
+    import yaml
+
+    monkeypatch.setenv("MAILCTL_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "mailctl.yaml"
+    path.write_text(yaml.safe_dump(local_config.model_dump(mode="json", exclude_none=True)))
+    return str(path)

@@ -11,14 +11,6 @@ from mailctl.cli import main
 from tests.helpers import people, write_campaign
 
 
-@pytest.fixture
-def config_file(tmp_path, stack, local_config, monkeypatch):
-    monkeypatch.setenv("MAILCTL_STATE_DIR", str(tmp_path / "state"))
-    path = tmp_path / "mailctl.yaml"
-    path.write_text(f"aws:\n  endpoint_url: {local_config.aws.endpoint_url}\n")
-    return path
-
-
 def _queue_depth(clients, stack) -> int:
     attrs = clients.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])

@@ -6,20 +6,12 @@ import json
 import uuid
 
 import pytest
-import yaml
 
 from mailctl.cli import main
 from mailctl.services.dlq import DeadLetters
 from mail_sender.contract import BundleRef, encode_chunk_body, encode_recipient
 
 POINTER = "software.amazon.payloadoffloading.PayloadS3Pointer"
-
-
-@pytest.fixture
-def config_file(tmp_path, local_config):
-    path = tmp_path / "mailctl.yaml"
-    path.write_text(yaml.safe_dump({"aws": {"region": "us-east-1", "endpoint_url": local_config.aws.endpoint_url}}))
-    return str(path)
 
 
 def chunk_body(job_id: str, chunk: int, recipients: int) -> str:

@@ -8,20 +8,12 @@ import json
 import time
 
 import pytest
-import yaml
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.cli import main
 from mail_sender.contract import idempotency_sort_key, job_partition, shard_of, recipient_key
 
 JOB = "newsletter-1a2b3c"
-
-
-@pytest.fixture
-def config_file(tmp_path, local_config):
-    path = tmp_path / "mailctl.yaml"
-    path.write_text(yaml.safe_dump({"aws": {"region": "us-east-1", "endpoint_url": local_config.aws.endpoint_url}}))
-    return str(path)
 
 
 def put_record(clients, table: str, job_id: str, email: str, row: int, status: str = "COMPLETED", outcome: str | None = "sent",
