@@ -24,7 +24,6 @@ data) with BatchWriteItem.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os

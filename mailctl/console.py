@@ -17,8 +17,3 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
 
-
-def mask_email(email: str) -> str:
-    """What logs and diagnostics show of an address: enough to recognise, not the address."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"

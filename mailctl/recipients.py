@@ -68,11 +68,6 @@ def normalize_address(address: str) -> str:
         raise RowProblem(str(exc)) from None
 
 
-def mask(address: str) -> str:
-    local, at, domain = address.partition("@")
-    return f"{local[:1]}***{at}{domain[:3]}…" if at else f"{address[:1]}***"
-
-
 # --- readers -----------------------------------------------------------------------------------
 
 @dataclass

@@ -42,9 +42,9 @@ from mailctl.aws.session import Clients
 from mailctl.aws.sqs import SqsQueue
 from mailctl.campaign import Campaign
 from mailctl.config import Config
-from mailctl.errors import AwsError, ConfigError, Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
+from mailctl.errors import Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
 from mailctl.packing import Outgoing, oversized, pack
-from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, mask, normalize_address, open_source
+from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, normalize_address, open_source
 from mail_sender import contract
 
 MAX_PROBLEMS_KEPT = 1000
@@ -571,7 +571,3 @@ class _Background:
             raise self._error
 
 
-__all__ = [
-    "CheckResult", "SendResult", "Progress", "check_recipients", "enqueue_job", "job_id_for", "prepare_test_send",
-    "AwsError", "ConfigError", "mask",
-]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 
 from mailctl.cli import main
 from mailctl.services.dlq import DeadLetters
