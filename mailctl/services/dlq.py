@@ -22,7 +22,9 @@ from typing import Any
 from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import SqsQueue
+from mailctl.packing import attributes_size
 from mailctl.errors import MailctlError, NotFound, OperationalError, UserError
+from mail_sender.ratelimit import TokenBucket
 from mail_sender.contract import (
     CHUNK_ATTRIBUTE,
     JOB_ATTRIBUTE,
@@ -151,31 +153,6 @@ def clean_message_attributes(attributes: dict[str, dict[str, Any]]) -> dict[str,
             item["BinaryValue"] = value["BinaryValue"]
         cleaned[name] = item
     return cleaned
-
-
-def message_size(body: str, attributes: dict[str, dict[str, Any]]) -> int:
-    size = len(body.encode())
-    for name, value in attributes.items():
-        size += len(name.encode()) + len(value["DataType"].encode())
-        size += len(value.get("StringValue", "").encode()) + len(value.get("BinaryValue", b"") or b"")
-    return size
-
-
-class RateLimiter:
-    def __init__(self, per_second: float | None, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self.clock = clock
-        self.sleep = sleep
-        self.next_at: float | None = None
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        now = self.clock()
-        if self.next_at is not None and now < self.next_at:
-            self.sleep(self.next_at - now)
-            now = self.next_at
-        self.next_at = now + self.interval
 
 
 class DeadLetters:
@@ -368,7 +345,7 @@ class DeadLetters:
         Interrupted anywhere, the worst case is a message in both queues: harmless, because the
         sender is idempotent per recipient. Never a message in neither."""
         result = RedriveResult(method="client")
-        limiter = RateLimiter(rate)
+        limiter = TokenBucket(rate) if rate else None
         max_size = self.main.max_message_size()
         batch: list[dict[str, Any]] = []
         batch_size = 0
@@ -410,10 +387,11 @@ class DeadLetters:
                     job_id = self._decode(raw).job_id
                 if not self._selected(job_id, job):
                     continue
-                size = message_size(raw["Body"], raw.get("MessageAttributes") or {})
+                size = len(raw["Body"].encode()) + attributes_size(raw.get("MessageAttributes") or {})
                 if batch and (len(batch) == 10 or batch_size + size > max_size):
                     flush(held)
-                limiter.wait()
+                if limiter:
+                    limiter.acquire()
                 batch.append(raw)
                 batch_size += size
                 result.selected += 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mailctl.services.dlq import RateLimiter, group_summary, DeadLetter
+from mailctl.services.dlq import group_summary, DeadLetter
+from mail_sender.ratelimit import TokenBucket
 from mailctl.services.status import classify, send_rate
 
 NOW = 1_800_000_000.0
@@ -43,7 +44,8 @@ def test_send_rate_uses_the_recent_window():
     assert send_rate([NOW - 4000], NOW) is None
 
 
-def test_rate_limiter_spaces_calls():
+def test_redrive_rate_limit_spaces_calls():
+    # `dlq redrive --rate` paces itself with the sender's token bucket.
     # Given a limiter at 4/s on a fake clock / When called 5 times / Then it waited a second in all
     clock = [0.0]
     slept = []
@@ -52,9 +54,9 @@ def test_rate_limiter_spaces_calls():
         slept.append(seconds)
         clock[0] += seconds
 
-    limiter = RateLimiter(4, clock=lambda: clock[0], sleep=sleep)
+    limiter = TokenBucket(4, clock=lambda: clock[0], sleep=sleep)
     for _ in range(5):
-        limiter.wait()
+        limiter.acquire()
     assert abs(sum(slept) - 1.0) < 1e-9
 
 
