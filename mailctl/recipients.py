@@ -27,6 +27,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from mailctl.errors import ConfigError
+from mail_sender.contract import encode_recipient
 from mail_sender.templating import TemplateSet
 
 SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
@@ -260,7 +261,7 @@ class Checker:
 def encode_item(email: str, row: dict[str, Any], line: int, email_column: str = "email") -> str:
     """One recipient of the message contract, as JSON text (see mail_sender.contract)."""
     variables = {k: v for k, v in row.items() if k != "email"} if email_column == "email" else row
-    return _ENCODER.encode({"email": email, "row": line, "vars": variables})
+    return _ENCODER.encode(encode_recipient(email, variables, line))
 
 
 class SeenHashes:

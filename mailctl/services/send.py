@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import json
 import os
 import random
 import re
@@ -312,19 +311,6 @@ def iter_chunks(spool: Path, chunk_size: int) -> Iterator[tuple[int, list[str]]]
             number += 1
 
 
-def chunk_body(job_id: str, number: int, bundle: contract.BundleRef, items: list[str]) -> str:
-    # String assembly: the items are already JSON, re-encoding a million of them costs seconds.
-    return (
-        f'{{"version":{contract.VERSION},"job_id":{_json(job_id)},"chunk":{number},'
-        f'"bundle":{{"bucket":{_json(bundle.bucket)},"key":{_json(bundle.key)}}},'
-        f'"recipients":[{",".join(items)}]}}'
-    )
-
-
-def _json(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def message_attributes(job_id: str, number: int) -> dict[str, dict[str, str]]:
     return {
         contract.JOB_ATTRIBUTE: {"DataType": "String", "StringValue": job_id},
@@ -412,7 +398,7 @@ class Enqueuer:
             for number, items in iter_chunks(spool, chunk_size):
                 if number in self.checkpoint.done:
                     continue
-                yield Outgoing(number, chunk_body(self.job_id, number, self.bundle, items), message_attributes(self.job_id, number), len(items))
+                yield Outgoing(number, contract.assemble_chunk_body(self.job_id, number, self.bundle, items), message_attributes(self.job_id, number), len(items))
 
         def batches() -> Iterator[tuple[Callable[[], list[int]], list[Outgoing]]]:
             for batch in pack(outgoing(), max_bytes):

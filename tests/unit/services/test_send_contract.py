@@ -22,7 +22,7 @@ def test_chunks_built_by_send_decode_to_the_same_recipients(tmp_path):
 
     # When send builds the chunk bodies and the sender decodes them
     try:
-        bodies = [service.chunk_body("job-1", n, bundle, items) for n, items in service.iter_chunks(check.spool, 1)]
+        bodies = [contract.assemble_chunk_body("job-1", n, bundle, items) for n, items in service.iter_chunks(check.spool, 1)]
     finally:
         check.discard()
     chunks = [contract.decode_chunk(body) for body in bodies]
