@@ -14,11 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mailctl.errors import ConfigError
+# The sender's own defaults: the local worker and the Lambda must agree with `mailctl doctor`.
+from mail_sender.settings import DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, DEFAULT_RATE_PER_SECOND, DEFAULT_SEND_CONCURRENCY
 
 DEFAULT_CONFIG_FILE = "mailctl.yaml"
 LOCAL_PORT = 4599
-# Lambda's default rate the local worker and the sender use when nothing says otherwise.
-DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS = 15 * 24 * 3600  # longer than the DLQ's 14-day retention
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -46,8 +46,8 @@ class SenderSettings(_Strict):
 
     batch_size: int = Field(default=5, ge=1, le=10)
     max_concurrency: int = Field(default=2, ge=1, le=1000, description="ScalingConfig.MaximumConcurrency")
-    rate_per_second: float = Field(default=50.0, gt=0, description="SES sends per second per invocation")
-    send_concurrency: int = Field(default=10, ge=1, le=100, description="concurrent SES calls per chunk")
+    rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, gt=0, description="SES sends per second per invocation")
+    send_concurrency: int = Field(default=DEFAULT_SEND_CONCURRENCY, ge=1, le=100, description="concurrent SES calls per chunk")
     idempotency_expiry_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, ge=60)
     timeout_seconds: int = Field(default=60, ge=3, le=900, description="the function's timeout")
 
