@@ -5,12 +5,14 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_OPERATIONAL = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class MailctlError(Exception):
     """Base of every error mailctl reports to a person: one line, plus an optional hint."""
 
     exit_code = EXIT_OPERATIONAL
+    prefix = "error: "  # what the one line starts with; a stop the operator asked for is no error
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -48,9 +50,25 @@ class AwsError(OperationalError):
     """An AWS call failed in a way the operator can act on."""
 
 
+class EndpointUnreachable(AwsError):
+    """No answer from the AWS (or local) endpoint at all: nothing else can be checked or done."""
+
+
 class PartialEnqueue(OperationalError):
     """Some chunks did not reach the queue; the job can be resumed."""
 
 
 class Interrupted(OperationalError):
-    """Ctrl-C: stopped cleanly; the hint says how to resume."""
+    """Ctrl-C: stopped cleanly; the hint says how to resume. Exit 130."""
+
+    exit_code = EXIT_INTERRUPTED
+    prefix = ""
+
+
+class Aborted(OperationalError):
+    """The operator answered no at a confirmation: nothing was changed. Exit 1."""
+
+    prefix = ""
+
+    def __init__(self, message: str = "aborted", hint: str | None = None):
+        super().__init__(message, hint)

@@ -14,7 +14,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from mailctl.errors import AwsError, NotFound
+from mailctl.errors import AwsError, EndpointUnreachable, NotFound
 
 _MISSING = {
     "AWS.SimpleQueueService.NonExistentQueue": "queue",
@@ -39,7 +39,7 @@ def translate(exc: Exception, what: str) -> AwsError:
     if isinstance(exc, NoRegionError):
         return AwsError(f"{what}: no AWS region", hint="set aws.region in the config")
     if isinstance(exc, EndpointConnectionError):
-        return AwsError(f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}", hint="is the endpoint up? (`mailctl local up` for the local stack)")
+        return EndpointUnreachable(f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}", hint="is the endpoint up? (`mailctl local up` for the local stack)")
     if isinstance(exc, ClientError):
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", "") or code

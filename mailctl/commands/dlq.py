@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from mailctl.console import err, out, print_json
+from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
 from mailctl.errors import UserError
 
@@ -34,14 +33,6 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UserError("refusing to change the DLQ without confirmation", hint="pass --yes (no terminal to ask on)")
-    typer.confirm(question, abort=True, err=True)
-
-
 def _print_summary(letters) -> None:
     from mailctl.services.dlq import group_summary
 
@@ -63,8 +54,7 @@ def list_(ctx: typer.Context, job: str = JOB_OPTION, json_: bool = typer.Option(
     if not letters:
         err.print("the DLQ is empty" + (f" for job {job}" if job else ""), markup=False)
         return
-    # Wide enough for whole ids even when stdout is not a terminal (then rich assumes 80 columns).
-    table = Table(width=max(out.width, 160) if not out.is_terminal else None)
+    table = Table()
     for column in ("message id", "job", "chunk", "recipients", "receives", "age", "reason"):
         # Ids and jobs are for copying into the next command: never wrapped.
         keep = column in {"message id", "job"}
@@ -80,7 +70,7 @@ def list_(ctx: typer.Context, job: str = JOB_OPTION, json_: bool = typer.Option(
 
 
 @dlq_app.command("show")
-def show(ctx: typer.Context, message_id: str = typer.Argument(..., help="A message id from `mailctl dlq list`.")) -> None:
+def show(ctx: typer.Context, message_id: str = typer.Argument(..., metavar="MESSAGE_ID", help="A message id from `mailctl dlq list`.")) -> None:
     """One dead letter in full: body (S3 payload resolved), attributes, recorded reason (JSON)."""
     print_json(_service(ctx).show(message_id).full())
 
@@ -118,7 +108,8 @@ def redrive(
             print_json({**plan.to_json(), "moved": 0})
         err.print(f"would move {plan.selected} message(s){scope} from {service.dlq.name} to {service.main.name}" if plan.selected else f"nothing to redrive{scope}", markup=False)
         return
-    _confirm(f"Move {plan.selected} message(s){scope} from {service.dlq.name} back to {service.main.name}?", yes)
+    if not yes:
+        confirm(f"Move {plan.selected} message(s){scope} from {service.dlq.name} back to {service.main.name}?", no_terminal_hint="pass --yes to redrive")
 
     with Progress(TextColumn("redrive"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
         task = bar.add_task("redrive", total=plan.selected)

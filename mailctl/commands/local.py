@@ -14,6 +14,7 @@ import typer
 from mailctl.config import LOCAL_PORT
 from mailctl.console import err
 from mailctl.context import app_context
+from mailctl.errors import OperationalError
 
 local_app = typer.Typer(
     help="Run the system on this machine: moto stands in for AWS, a worker for the Lambda event source mapping.",
@@ -38,6 +39,15 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _require_local_extra() -> None:
+    """moto (the stand-in for AWS) is an optional dependency: an operator of a real deployment never needs it."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        raise OperationalError("mailctl local up needs moto[server], which is not installed",
+                               hint="pip install 'mailctl[local]' (or 'mailctl[dev]' for the test suite too)")
+
+
 @local_app.command("up")
 def up(
     ctx: typer.Context,
@@ -47,6 +57,7 @@ def up(
 ) -> None:
     """Start moto on 127.0.0.1, create the queue, DLQ, bucket, table, SES identities and the sender's
     function record, run the worker, and serve until Ctrl-C."""
+    _require_local_extra()
     from mailctl.local.stack import LocalStack, shell_environment
 
     config = app_context(ctx).config

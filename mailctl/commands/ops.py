@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.text import Text
 
-from mailctl.console import err, out, print_json
+from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
 from mailctl.services import doctor as doctor_service
 from mailctl.services import ops as service
@@ -15,7 +15,7 @@ _STYLE = {doctor_service.OK: "green", doctor_service.WARNING: "yellow", doctor_s
 
 def cancel(
     ctx: typer.Context,
-    job_id: str = typer.Argument(..., help="The job to cancel (see `mailctl jobs`).", show_default=False),
+    job_id: str = typer.Argument(..., metavar="JOB", help="The job to cancel (see `mailctl jobs`).", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Cancel without asking."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
 ) -> None:
@@ -29,7 +29,7 @@ def cancel(
     if not yes:
         recipients = int(job.get("recipients") or 0)
         name = job.get("name") or job_id
-        typer.confirm(f"Cancel job {job_id} ({name}, {recipients:,} recipients, state {job.get('state')})?", abort=True, err=True)
+        confirm(f"Cancel job {job_id} ({name}, {recipients:,} recipients, state {job.get('state')})?", no_terminal_hint="pass --yes to cancel")
     result = service.cancel_job(app.config, app.clients, job_id)
     if as_json:
         print_json(result.as_dict())

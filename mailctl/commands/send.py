@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mailctl.campaign import load_campaign
-from mailctl.console import err, out, print_json
+from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
 from mailctl.errors import UserError, ValidationFailed
 from mailctl.services import send as service
@@ -20,7 +19,7 @@ SHOWN_PROBLEMS = 20
 
 def send(
     ctx: typer.Context,
-    campaign_file: Path = typer.Argument(..., help="The campaign YAML (name, from, subject, html/text, recipients, ...).", show_default=False),
+    campaign_file: Path = typer.Argument(..., metavar="CAMPAIGN.yaml", help="The campaign YAML (name, from, subject, html/text, recipients, ...).", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Enqueue without showing the plan and asking."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every row and render a sample; touch no AWS resource."),
     limit: int = typer.Option(None, "--limit", min=1, help="Send only to the first N valid recipients.", show_default=False),
@@ -66,7 +65,7 @@ def send(
                 print_json({**_summary(job_id, check, config), "dry_run": True})
             return
         if not yes:
-            _confirm(check, job_id)
+            confirm(f"Enqueue {check.spooled:,} recipients as job {job_id}?", no_terminal_hint="pass --yes to send, or --dry-run to check only")
         result = _enqueue(app, campaign, check, job_id, as_json)
     finally:
         check.discard()
@@ -130,19 +129,11 @@ def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_ru
         err.print(f"job {job_id}: {summary['recipients']:,} recipients in {summary['messages']:,} messages to {config.queue}", markup=False, soft_wrap=True)
 
 
-def _confirm(check: service.CheckResult, job_id: str) -> None:
-    if not sys.stdin.isatty():
-        raise UserError("refusing to send without confirmation: standard input is not a terminal", hint="pass --yes to send, or --dry-run to check only")
-    answer = err.input(f"Enqueue {check.spooled:,} recipients as job {job_id}? [y/N] ")
-    if answer.strip().lower() not in {"y", "yes"}:
-        raise UserError("not sent: the answer was no")
-
-
 def _enqueue(app, campaign, check: service.CheckResult, job_id: str, as_json: bool) -> service.SendResult:
     columns = [
         TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TextColumn("recipients"),
         TextColumn("{task.fields[messages]:,} messages, {task.fields[overflowed]} via S3"),
-        TextColumn("{task.speed_text}"), TimeElapsedColumn(),
+        TextColumn("{task.fields[speed_text]}"), TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
         task = bar.add_task("enqueue", total=check.spooled, messages=0, overflowed=0, speed_text="")

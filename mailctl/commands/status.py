@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
         ctx: typer.Context,
-        job_id: str = typer.Argument(..., help="The job id `mailctl send` printed (see `mailctl jobs`)."),
+        job_id: str = typer.Argument(..., metavar="JOB", help="The job id `mailctl send` printed (see `mailctl jobs`)."),
         json_: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job settles."),
         interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between refreshes with --watch."),
@@ -123,7 +123,9 @@ def register(app: typer.Typer) -> None:
             return
         table = Table()
         for column in ("job", "name", "state", "created", "recipients", "rejected", "messages"):
-            table.add_column(column, justify="right" if column in {"recipients", "rejected", "messages"} else "left")
+            # In a narrow terminal an id folds onto the next line rather than being cut: it is for copying.
+            table.add_column(column, justify="right" if column in {"recipients", "rejected", "messages"} else "left",
+                             overflow="fold", no_wrap=column not in {"job", "name"})
         for m in manifests:
             table.add_row(*(Text(str(m.get(k, "") if m.get(k) is not None else "")) for k in ("job_id", "name", "state", "created_at", "recipients", "rejected", "messages")))
         out.print(table)

@@ -14,6 +14,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from mailctl.aws.dynamodb import StateTable
+from mailctl.aws.errors import aws_call
 from mailctl.aws.lambda_ import LambdaAdapter
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.session import Clients, effective_endpoint, is_loopback
@@ -21,7 +22,7 @@ from mailctl.local.provision import SHORT_VISIBILITY_TAG
 from mailctl.aws.ses import SesAccount, SesAdapter
 from mailctl.aws.sqs import SqsQueue
 from mailctl.config import Config
-from mailctl.errors import MailctlError, OperationalError
+from mailctl.errors import EndpointUnreachable, MailctlError, OperationalError
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 MIN_VISIBILITY_FACTOR = 6
@@ -77,7 +78,10 @@ def run_doctor(config: Config, clients: Clients, identities: list[str] | None = 
 
     def guarded(name: str, check: Callable[[], list[Check] | Check | None]) -> None:
         try:
-            result = check()
+            with aws_call(name):  # a call an adapter left untranslated
+                result = check()
+        except EndpointUnreachable:
+            raise  # one line, as from every command: the other checks could only say the same
         except MailctlError as exc:
             checks.append(Check(name, PROBLEM, exc.message, exc.hint or "check the resource names in the config"))
             return
