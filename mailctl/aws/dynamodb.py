@@ -1,7 +1,8 @@
 """DynamoDB adapter: job manifests and the sender's per-recipient idempotency records.
 
 Layout (see lambda/mail_sender/contract.py): manifests under pk="jobs", a job's records under
-pk="job#<id>" (or sharded), failure reasons under pk="failures". Every read is a GetItem or a
+pk="job#<id>" (or sharded), failure reasons under pk="failures", what `dlq purge` removed from a
+job under pk="purged#<id>". Every read is a GetItem or a
 Query on one partition: never a Scan.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from mailctl.aws.errors import aws_call
 from mail_sender.contract import JOBS_PK, PK_ATTR, SK_ATTR, job_partition
+from mail_sender.state import FAILURES_PK
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -31,6 +34,18 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
         if type(value).__name__ == "Decimal":
             values[key] = int(value) if value == value.to_integral_value() else float(value)
     return values
+
+
+def epoch_of(iso: Any) -> float | None:
+    """An item's ISO 8601 timestamp (manifests' created_at, failure items' at; "Z" for UTC) as epoch seconds."""
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def purged_partition(job_id: str) -> str:
+    return f"purged#{job_id}"
 
 
 class StateTable:
@@ -84,12 +99,13 @@ class StateTable:
                         pass
                 yield record
 
-    def _query(self, partition: str) -> Iterator[dict[str, Any]]:
+    def _query(self, partition: str, **extra: Any) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#pk = :pk",
             "ExpressionAttributeNames": {"#pk": PK_ATTR},
             "ExpressionAttributeValues": {":pk": {"S": partition}},
+            **extra,
         }
         while True:
             with aws_call(f"table {self.table}"):
@@ -140,7 +156,7 @@ class StateTable:
         unique = list(dict.fromkeys(message_ids))
         for start in range(0, len(unique), 100):
             request: dict[str, Any] = {
-                self.table: {"Keys": [to_item({PK_ATTR: "failures", SK_ATTR: mid}) for mid in unique[start:start + 100]]}
+                self.table: {"Keys": [to_item({PK_ATTR: FAILURES_PK, SK_ATTR: mid}) for mid in unique[start:start + 100]]}
             }
             for _attempt in range(8):
                 with aws_call(f"table {self.table}"):
@@ -152,6 +168,43 @@ class StateTable:
                 if not request:
                     break
         return found
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every failure item the sender keeps (one per failing SQS message, all jobs): one Query.
+
+        Only the fields that say where a message stands, not the (long) reasons."""
+        projection = {"ProjectionExpression": "#sk, job_id, receive_count, #at", "ExpressionAttributeNames": {"#pk": PK_ATTR, "#sk": SK_ATTR, "#at": "at"}}
+        return [from_item(item) for item in self._query(FAILURES_PK, **projection)]
+
+    def delete_failures(self, message_ids: list[str]) -> None:
+        """Forgets the failure items of messages that left the DLQ (moved or purged)."""
+        self._delete_keys([(FAILURES_PK, message_id) for message_id in message_ids])
+
+    def put_purged(self, job_id: str, message_id: str, chunk: int | None, record_keys: list[str], expiration: int) -> None:
+        """What `dlq purge` removed from a job: the idempotency sort keys (hashes, no addresses) of
+        one purged message's recipients, so that `status` counts them as purged, not not started."""
+        item = {PK_ATTR: purged_partition(job_id), SK_ATTR: message_id, "chunk": chunk, "keys": record_keys, "expiration": expiration}
+        with aws_call(f"table {self.table}"):
+            self.client.put_item(TableName=self.table, Item=to_item(item))
+
+    def purged_keys(self, job_id: str) -> set[str]:
+        keys: set[str] = set()
+        for item in self._query(purged_partition(job_id)):
+            keys.update(value["S"] for value in item.get("keys", {}).get("L", []))
+        return keys
+
+    def _delete_keys(self, keys: list[tuple[str, str]]) -> None:
+        """BatchWriteItem deletes, 25 a call, retrying what DynamoDB leaves unprocessed."""
+        for start in range(0, len(keys), 25):
+            request: dict[str, Any] = {
+                self.table: [{"DeleteRequest": {"Key": to_item({PK_ATTR: pk, SK_ATTR: sk})}} for pk, sk in keys[start:start + 25]]
+            }
+            for _attempt in range(8):
+                with aws_call(f"table {self.table}"):
+                    response = self.client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+                if not request:
+                    break
 
     def job_record_items(self, job_id: str, shards: int = 1, segments: int = 16, workers: int = 16) -> Iterator[list[dict[str, Any]]]:
         """A job's idempotency records as raw low-level items, page by page, fetched in parallel.

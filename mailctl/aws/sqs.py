@@ -5,6 +5,7 @@ The SQS extended client is imported only in mailctl/aws/extended.py (it patches 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ class QueueCounts:
     visible: int
     in_flight: int
     delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
 
 
 class SqsQueue:
@@ -46,6 +51,16 @@ class SqsQueue:
     def max_message_size(self) -> int:
         """The queue's real limit: 1 MiB for queues made since 2025-08, 256 KiB for many older ones."""
         return int(self.attributes(["MaximumMessageSize"]).get("MaximumMessageSize", DEFAULT_MAX_MESSAGE_SIZE))
+
+    def max_receive_count(self) -> int | None:
+        """The RedrivePolicy's maxReceiveCount: after that many receives a message goes to the DLQ."""
+        policy = self.attributes(["RedrivePolicy"]).get("RedrivePolicy")
+        if not policy:
+            return None
+        try:
+            return int(json.loads(policy)["maxReceiveCount"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def arn(self) -> str:
         return self.attributes(["QueueArn"])["QueueArn"]

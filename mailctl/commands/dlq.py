@@ -21,7 +21,7 @@ def _service(ctx: typer.Context):
     from mailctl.services.dlq import DeadLetters
 
     app_ctx = app_context(ctx)
-    return DeadLetters(app_ctx.clients, app_ctx.config)
+    return DeadLetters(app_ctx.clients, app_ctx.config, note=lambda line: err.print(line, markup=False, soft_wrap=True))
 
 
 def _age(seconds: float | None) -> str:
@@ -122,17 +122,30 @@ def redrive(
         print_json(result.to_json())
     how = "by a message move task" if result.method == "move-task" else "copied, then deleted from the DLQ"
     err.print(f"moved {result.moved} message(s){scope} to {service.main.name} ({how})", markup=False)
+    if result.left is not None:
+        err.print(f"left in {service.dlq.name}: {result.left.describe()}", markup=False, soft_wrap=True)
 
 
 @dlq_app.command("purge")
-def purge(ctx: typer.Context, job: str = JOB_OPTION, yes: bool = typer.Option(False, "--yes", "-y", help="Required: purging cannot be undone.")) -> None:
+def purge(
+    ctx: typer.Context,
+    job: str = JOB_OPTION,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Required: purging cannot be undone."),
+    json_: bool = typer.Option(False, "--json", help="The result as JSON on stdout."),
+) -> None:
     """Delete dead letters and their S3 payloads for good."""
     scope = f" --job {job}" if job else ""
     err.print(f"to keep a copy first: mailctl dlq export dead-letters.jsonl{scope}", markup=False)
     if not yes:
         raise UserError("refusing to purge without --yes", hint=f"run `mailctl dlq export FILE.jsonl{scope}` first, then `mailctl dlq purge{scope} --yes`")
-    result = _service(ctx).purge(job)
-    err.print(f"deleted {result.messages} message(s) and {result.payloads} S3 payload(s)", markup=False)
+    service = _service(ctx)
+    result = service.purge(job)
+    if json_:
+        print_json(result.to_json())
+    err.print(f"deleted {result.messages} message(s) and {result.payloads} S3 payload(s); {result.recipients} recipient(s) recorded as purged for `mailctl status`", markup=False)
+    if result.undecodable:
+        err.print(f"{result.undecodable} deleted message(s) could not be decoded: their recipients stay 'not started' in status", markup=False)
+    err.print(f"left in {service.dlq.name}: {result.left.describe()}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -35,8 +35,12 @@ def cancel(
         print_json(result.as_dict())
     elif result.already_cancelled:
         out.print(f"job {job_id} was already cancelled", markup=False)
+    elif result.left_to_skip:
+        out.print(f"job {job_id}: cancelled (was {result.previous_state}); its {result.left_to_skip:,} recipient(s) not sent yet will be skipped", markup=False)
+    elif result.sent == result.recipients:
+        out.print(f"job {job_id}: cancelled (was {result.previous_state}); nothing left to skip: all {result.recipients:,} recipients were already sent", markup=False)
     else:
-        out.print(f"job {job_id}: cancelled (was {result.previous_state}); its unsent recipients will be skipped", markup=False)
+        out.print(f"job {job_id}: cancelled (was {result.previous_state}); nothing left to skip: every recipient already has an outcome (`mailctl status {job_id}`)", markup=False)
 
 
 def _switch(ctx: typer.Context, enabled: bool, as_json: bool) -> None:

@@ -12,6 +12,7 @@ from mailctl.campaign import load_campaign
 from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
 from mailctl.errors import UserError, ValidationFailed
+from mailctl.services import ops as ops_service
 from mailctl.services import send as service
 
 SHOWN_PROBLEMS = 20
@@ -66,6 +67,8 @@ def send(
             return
         if not yes:
             confirm(f"Enqueue {check.spooled:,} recipients as job {job_id}?", no_terminal_hint="pass --yes to send, or --dry-run to check only")
+        if ops_service.sending_paused(config, app.clients):
+            err.print("warning: the sender is paused (`mailctl pause`): these messages wait in the queue until `mailctl resume`", markup=False)
         result = _enqueue(app, campaign, check, job_id, as_json)
     finally:
         check.discard()

@@ -24,28 +24,68 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def _dlq_row(status) -> tuple[str, str, str]:
+    dlq = status.dlq
+    if dlq is None:
+        return ("in the DLQ", "-", "")
+    if dlq.exact:
+        return ("in the DLQ", "0", "exact: the DLQ is empty")
+    note = f"approximate, from the sender's failure records; {dlq.total.total} in the DLQ in all (SQS's approximate count, all jobs)"
+    if dlq.unattributed:
+        note += f", {dlq.unattributed} without a failure record (job unknown until `mailctl dlq list`)"
+    return ("in the DLQ", f"~{dlq.job}", note)
+
+
+def _sender_row(status) -> tuple[str, str, str] | None:
+    if status.sender_paused:
+        return ("sender", "paused", "[yellow]event source mapping disabled: nothing is sent until `mailctl resume`[/]")
+    if status.sender_paused is None and status.queue is not None:
+        return ("sender", "?", "event source mapping not readable")
+    return None
+
+
+def _time_left(status) -> tuple[str, str, str]:
+    if status.stopped:
+        return ("time left", "-", "nothing moves until the operator acts (see below)")
+    return ("time left", _duration(status.eta_seconds), "estimate")
+
+
 def render_status(status) -> Group:
     table = Table(title=f"job {status.job_id}" + (f" ({status.name})" if status.name else ""), title_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("")
     total = status.recipients or 1
+    state_note = ""
+    if status.enqueue_interrupted:
+        state_note = f"[yellow]interrupted: {status.chunks_enqueued if status.chunks_enqueued is not None else '?'} of {status.messages} chunks on the queue[/]"
+    elif status.state == "enqueueing":
+        state_note = "mailctl send is enqueueing"
+    elif status.outlived_records:
+        state_note = "[yellow]older than its idempotency records[/]"
     rows = [
-        ("state", status.state, ""),
+        ("state", status.state, state_note),
         ("recipients", status.recipients, "in the manifest"),
         ("sent", status.sent, f"{100 * status.sent / total:.1f}%"),
         ("failed", status.failed, "permanent, see below" if status.failed else ""),
         ("skipped", status.skipped, "job cancelled" if status.skipped else ""),
         ("in progress", status.in_progress, ""),
         ("stale in progress", status.stale_in_progress, "sender stopped mid-send; retried on redelivery" if status.stale_in_progress else ""),
-        ("not started", status.not_started, ""),
+        ("not started", status.not_started, "not enqueued yet" if status.enqueue_interrupted and status.not_started else ""),
+        ("purged", status.purged, "their messages were deleted by `mailctl dlq purge`" if status.purged else ""),
+        ("expired, no record", status.expired_no_record, "[yellow]record expired (TTL) or never started: outcome unknown[/]" if status.expired_no_record else ""),
         ("expired records", status.expired, "[yellow]a redrive could send these again[/]" if status.expired else ""),
-        ("in the DLQ", "-" if status.dlq_messages is None else status.dlq_messages, "messages; `mailctl dlq list --job`" if status.dlq_messages else ""),
+        _dlq_row(status),
     ]
+    if status.dlq is not None and status.dlq.retrying:
+        rows.append(("failing, retrying", status.dlq.retrying, "messages with receives left (the sender's failure records)"))
     if status.queue is not None:
-        rows.append(("queue", f"{status.queue.visible}/{status.queue.in_flight}/{status.queue.delayed}", "visible/in flight/delayed (all jobs)"))
+        rows.append(("queue", f"{status.queue.visible}/{status.queue.in_flight}/{status.queue.delayed}", "visible/in flight/delayed (all jobs, approximate)"))
+    sender = _sender_row(status)
+    if sender:
+        rows.append(sender)
     rows.append(("rate", "-" if status.rate_per_second is None else f"{status.rate_per_second:.1f}/s", f"last {RATE_WINDOW_SECONDS // 60} min"))
-    rows.append(("time left", _duration(status.eta_seconds), "estimate"))
+    rows.append(_time_left(status))
     for label, value, note in rows:
         table.add_row(label, str(value), note)
     parts = [table]
@@ -65,10 +105,11 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         job_id: str = typer.Argument(..., metavar="JOB", help="The job id `mailctl send` printed (see `mailctl jobs`)."),
         json_: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
-        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job settles."),
+        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job settles, or until nothing can change without the operator (interrupted enqueue, paused sender)."),
         interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between refreshes with --watch."),
-        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, in_progress, stale_in_progress, not_started, expired."),
-        export_unsent: str = typer.Option(None, "--export-unsent", metavar="FILE.csv", help="Write the original rows of every recipient not sent, with state and reason columns."),
+        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, in_progress, stale_in_progress, not_started, expired, purged."),
+        export_unsent: str = typer.Option(None, "--export-unsent", metavar="FILE.csv", help="Write the original rows of every recipient not sent, with state and reason columns; refused while the sender may still send some of them."),
+        force: bool = typer.Option(False, "--force", help="With --export-unsent: export even while chunks of the job are queued, in flight or in the DLQ."),
     ) -> None:
         """What happened to a job's recipients: sent, failed (by reason), in progress, not started, in the DLQ."""
         from mailctl.services.status import JobState
@@ -76,9 +117,11 @@ def register(app: typer.Typer) -> None:
         app_ctx = app_context(ctx)
         service = JobState(app_ctx.clients, app_ctx.config)
         if export_unsent:
-            count = service.export_unsent(job_id, export_unsent)
+            count, overridden = service.export_unsent(job_id, export_unsent, force=force)
             if json_:
-                print_json({"job_id": job_id, "file": export_unsent, "rows": count})
+                print_json({"job_id": job_id, "file": export_unsent, "rows": count, "forced_past": overridden})
+            for reason in overridden:
+                err.print(f"warning: exported although {reason}", style="yellow", markup=False)
             err.print(f"wrote {count} unsent recipient row(s) to {export_unsent}", markup=False)
             return
         if recipients:
@@ -91,9 +134,9 @@ def register(app: typer.Typer) -> None:
                 err.print(f"{len(rows)} recipient(s) {recipients}", markup=False)
             return
         result = service.status(job_id)
-        if watch and not result.settled:
+        if watch and not result.final:
             with Live(render_status(result), console=err, transient=True, auto_refresh=False) as live:
-                while not result.settled:
+                while not result.final:
                     time.sleep(interval)
                     result = service.status(job_id)
                     live.update(render_status(result), refresh=True)
@@ -103,6 +146,8 @@ def register(app: typer.Typer) -> None:
             out.print(render_status(result))
             if result.expired:
                 err.print(f"warning: {result.expired} idempotency record(s) have expired: redriving this job's messages could send those recipients again", style="yellow", markup=False)
+        if result.stopped:
+            err.print(f"job {job_id}: not moving: {result.stopped}", style="yellow", markup=False, soft_wrap=True)
 
     @app.command("jobs")
     def jobs(

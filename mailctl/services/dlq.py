@@ -5,6 +5,10 @@ timeout and made visible again (ChangeMessageVisibility 0) when the scan ends, a
 Ctrl-C. The reset waits for the end of the scan on purpose: a message made visible at once is the
 one SQS hands back on the next receive (always, on moto), so the scan would never get past the
 first ten. If the process dies mid-scan, the timeout brings every message back by itself.
+
+So counting never receives: `census` reads SQS's approximate counts and the failure items the
+sender writes. And `redrive` and `purge`, which must see every message, wait (bounded) for messages
+that someone else's peek holds in flight instead of reporting done with them left behind.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailctl.aws.dynamodb import StateTable
+from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
-from mailctl.aws.sqs import SqsQueue
+from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.packing import attributes_size
 from mailctl.errors import MailctlError, NotFound, OperationalError, UserError
 from mail_sender.ratelimit import TokenBucket
@@ -31,10 +35,14 @@ from mail_sender.contract import (
     BundleRef,
     ContractError,
     decode_chunk,
+    idempotency_sort_key,
     parse_pointer,
 )
 
 PEEK_VISIBILITY_SECONDS = 60
+# How long redrive/purge wait for messages another reader holds: one peek's timeout, and a margin.
+IN_FLIGHT_WAIT_SECONDS = PEEK_VISIBILITY_SECONDS + 15
+IN_FLIGHT_POLL_SECONDS = 2.0
 TERMINAL_TASK_STATES = {"COMPLETED", "CANCELLED", "FAILED"}
 
 
@@ -99,6 +107,55 @@ class DeadLetter:
 
 
 @dataclass
+class Leftovers:
+    """What a redrive or purge left in the DLQ, and why."""
+
+    not_selected: int = 0  # seen, and another job's (or beyond --limit)
+    in_flight: int = 0  # still hidden by another reader when the wait ran out (SQS's approximate count)
+    waited_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"not_selected": self.not_selected, "in_flight": self.in_flight, "waited_seconds": round(self.waited_seconds, 1)}
+
+    def describe(self) -> str:
+        parts = []
+        if self.not_selected:
+            parts.append(f"{self.not_selected} message(s) not selected (other jobs, or beyond --limit)")
+        if self.in_flight:
+            parts.append(
+                f"about {self.in_flight} message(s) still in flight after {self.waited_seconds:.0f}s: another reader holds them"
+                " (`dlq list`/`show` elsewhere, or a move task); rerun once they are visible"
+            )
+        return "; ".join(parts) if parts else "nothing of the selection is left in the DLQ"
+
+
+@dataclass(frozen=True)
+class DlqCensus:
+    """One job's dead letters, counted without receiving a single message (a receive would hide it
+    from everyone else for the peek timeout and add to its receive count)."""
+
+    total: QueueCounts  # the whole DLQ, every job: SQS's approximate counts
+    job: int  # this job's messages, from the sender's failure items; at most total
+    unattributed: int  # DLQ messages no failure item accounts for (a sender that died before recording)
+    retrying: int  # this job's messages that failed and still have receives left on the main queue
+
+    @property
+    def exact(self) -> bool:
+        """An empty DLQ is the one case where the job's count is certain."""
+        return self.total.total == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_messages": self.job,
+            "job_messages_source": "exact (the DLQ is empty)" if self.exact else "the sender's failure records (approximate)",
+            "total": {"visible": self.total.visible, "in_flight": self.total.in_flight, "delayed": self.total.delayed},
+            "total_source": "SQS approximate counts, all jobs",
+            "unattributed": self.unattributed,
+            "retrying": self.retrying,
+        }
+
+
+@dataclass
 class RedriveResult:
     moved: int = 0
     selected: int = 0
@@ -108,12 +165,14 @@ class RedriveResult:
     note: str | None = None
     dry_run: bool = False
     failed: int = 0
+    left: Leftovers | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "moved": self.moved,
             "selected": self.selected,
             "failed": self.failed,
+            "left": None if self.left is None else self.left.to_json(),
             "method": self.method,
             "task_handle": self.task_handle,
             "task_status": self.task_status,
@@ -126,6 +185,13 @@ class RedriveResult:
 class PurgeResult:
     messages: int = 0
     payloads: int = 0
+    recipients: int = 0  # recorded as purged for `status`
+    undecodable: int = 0  # deleted without knowing their recipients
+    left: Leftovers = field(default_factory=Leftovers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"messages": self.messages, "payloads": self.payloads, "recipients": self.recipients,
+                "undecodable": self.undecodable, "left": self.left.to_json()}
 
 
 def group_summary(letters: list[DeadLetter]) -> list[dict[str, Any]]:
@@ -158,13 +224,26 @@ def clean_message_attributes(attributes: dict[str, dict[str, Any]]) -> dict[str,
 class DeadLetters:
     """The dead-letter queue of one config, and what mailctl does with it."""
 
-    def __init__(self, clients, config, clock: Callable[[], float] = time.time, visibility_timeout: int = PEEK_VISIBILITY_SECONDS):
+    def __init__(
+        self,
+        clients,
+        config,
+        clock: Callable[[], float] = time.time,
+        visibility_timeout: int = PEEK_VISIBILITY_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        in_flight_wait: float = IN_FLIGHT_WAIT_SECONDS,
+        note: Callable[[str], None] | None = None,
+    ):
         self.dlq = SqsQueue(clients.sqs, config.dead_letter_queue)
         self.main = SqsQueue(clients.sqs, config.queue)
         self.store = S3Store(clients.s3, config.bucket)
         self.table = StateTable(clients.dynamodb, config.table)
         self.clock = clock
+        self.sleep = sleep
         self.visibility_timeout = visibility_timeout
+        self.in_flight_wait = in_flight_wait
+        self.record_lifetime = config.sender.idempotency_expiry_seconds
+        self.note = note or (lambda line: None)
 
     # --- scanning --------------------------------------------------------------------------------
 
@@ -178,12 +257,17 @@ class DeadLetters:
             if held:
                 self.dlq.extend_visibility(list(held.values()), 0)
 
-    def _receive_all(self, held: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """Each message of the DLQ once (deduplicated by MessageId), hidden while we look at it."""
+    def _receive_all(self, held: dict[str, str], left: Leftovers | None = None) -> Iterator[dict[str, Any]]:
+        """Each message of the DLQ once (deduplicated by MessageId), hidden while we look at it.
+
+        With `left` (redrive, purge), the end of the queue is trusted only when SQS's counts say
+        that every message still there is one we hold: messages another reader holds in flight are
+        waited for, up to `in_flight_wait` seconds, and what stays hidden is reported in `left`."""
         counts = self.dlq.counts()
         expected = counts.visible
         quiet = 0
         seen: set[str] = set()  # callers pop what they delete from `held`; this keeps counting it
+        deadline: float | None = None
         while True:
             # Short polling samples a subset of SQS's servers; when the count says there is more,
             # a long poll asks all of them before we conclude that the queue is exhausted.
@@ -193,13 +277,32 @@ class DeadLetters:
             for message in messages:
                 seen.add(message["MessageId"])
                 held[message["MessageId"]] = message["ReceiptHandle"]
-            if not new:
-                quiet += 1
-                if len(seen) >= expected or quiet >= 3:
-                    return
+            if new:
+                quiet = 0
+                yield from new
                 continue
-            quiet = 0
-            yield from new
+            quiet += 1
+            if len(seen) < expected and quiet < 3:
+                continue
+            if left is None:
+                return
+            # Every message in the DLQ that we do not hold is one we have not seen.
+            counts = self.dlq.counts()
+            unseen = max(0, counts.total - len(held))
+            now = self.clock()
+            if deadline is None:
+                deadline = now + self.in_flight_wait
+                started = now
+            left.waited_seconds = now - started
+            if unseen == 0 or now >= deadline:
+                left.in_flight = unseen
+                return
+            self.note(
+                f"{self.dlq.name}: {unseen} message(s) in flight, hidden by another reader; waiting for them"
+                f" ({deadline - now:.0f}s left; SQS's counts are approximate)"
+            )
+            self.sleep(IN_FLIGHT_POLL_SECONDS)
+            expected, quiet = len(seen) + counts.visible, 0
 
     def _decode(self, raw: dict[str, Any], resolve: bool = True) -> DeadLetter:
         attributes = raw.get("MessageAttributes") or {}
@@ -260,19 +363,38 @@ class DeadLetters:
         letters.sort(key=lambda l: (l.sent_at or 0, l.message_id))
         return letters
 
-    def count_for_job(self, job: str) -> int:
-        """The job's messages in the DLQ; reads S3 only for messages without the job attribute."""
-        counts = self.dlq.counts()
-        if counts.visible + counts.in_flight + counts.delayed == 0:
-            return 0
-        found = 0
-        with self._held() as held:
-            for raw in self._receive_all(held):
-                attribute = (raw.get("MessageAttributes") or {}).get(JOB_ATTRIBUTE, {}).get("StringValue")
-                if attribute is None:
-                    attribute = self._decode(raw).job_id
-                found += attribute == job
-        return found
+    def census(self, job: str) -> DlqCensus:
+        """The job's dead letters without receiving any: a message attribute cannot be read without
+        a receive, so the job's share comes from the failure item the sender writes for every
+        message it fails (pk="failures"); one that failed its last allowed receive is in the DLQ
+        (or on its way there). Capped by SQS's own count, which is the truth for the total."""
+        total = self.dlq.counts()
+        dead, retrying = self._failures_by_fate()
+        job_dead = sum(1 for failure in dead if failure.get("job_id") == job)
+        return DlqCensus(
+            total=total,
+            job=min(job_dead, total.total),
+            unattributed=max(0, total.total - len(dead)),
+            retrying=sum(1 for failure in retrying if failure.get("job_id") == job),
+        )
+
+    def _failures_by_fate(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The sender's failure items: (messages that used their last receive, those with receives left)."""
+        failures = self.table.failures()
+        if not failures:
+            return [], []
+        max_receives = self.main.max_receive_count()
+        if max_receives is None:  # no redrive policy: nothing ever reaches the DLQ
+            return [], failures
+        dead = [f for f in failures if int(f.get("receive_count") or 0) >= max_receives]
+        return dead, [f for f in failures if int(f.get("receive_count") or 0) < max_receives]
+
+    def _forget_dead_failures(self, before: float) -> None:
+        """After a move task: failure items of messages that were in the DLQ when it started no
+        longer describe anything there (the moved copies have new ids)."""
+        dead, _ = self._failures_by_fate()
+        stale = [str(f["sk"]) for f in dead if (epoch_of(f.get("at")) or float("inf")) <= before]
+        self.table.delete_failures(stale)
 
     def show(self, message_id: str) -> DeadLetter:
         with self._held() as held:
@@ -336,6 +458,9 @@ class DeadLetters:
                             f"{self.dlq.name}: message move task failed: {task.get('FailureReason', 'no reason given')}",
                             hint="rerun `mailctl dlq redrive`; messages not moved are still in the DLQ",
                         )
+                    if result.task_status == "COMPLETED" and task.get("StartedTimestamp"):
+                        self._forget_dead_failures(before=int(task["StartedTimestamp"]) / 1000)
+                    result.left = Leftovers(in_flight=self.dlq.counts().total)
                     return result
             sleep(poll_seconds)
 
@@ -344,7 +469,7 @@ class DeadLetters:
 
         Interrupted anywhere, the worst case is a message in both queues: harmless, because the
         sender is idempotent per recipient. Never a message in neither."""
-        result = RedriveResult(method="client")
+        result = RedriveResult(method="client", left=Leftovers())
         limiter = TokenBucket(rate) if rate else None
         max_size = self.main.max_message_size()
         batch: list[dict[str, Any]] = []
@@ -368,6 +493,8 @@ class DeadLetters:
                 for raw in moved:
                     held.pop(raw["MessageId"], None)
                 result.moved += len(moved) - len(undeleted)
+                # The copies have new ids; the originals' failure items would count them in the DLQ.
+                self.table.delete_failures([raw["MessageId"] for raw in moved])
             result.failed += len(failed)
             batch, batch_size = [], 0
             if progress:
@@ -379,7 +506,7 @@ class DeadLetters:
                 )
 
         with self._held() as held:
-            for raw in self._receive_all(held):
+            for raw in self._receive_all(held, result.left if limit is None else None):
                 if limit is not None and result.selected >= limit:
                     break
                 job_id = (raw.get("MessageAttributes") or {}).get(JOB_ATTRIBUTE, {}).get("StringValue")
@@ -396,6 +523,7 @@ class DeadLetters:
                 batch_size += size
                 result.selected += 1
             flush(held)
+            result.left.not_selected = len(held)
         return result
 
     def _body_for_copy(self, body: str) -> str:
@@ -423,18 +551,32 @@ class DeadLetters:
     def purge(self, job: str | None = None) -> PurgeResult:
         """Deletes the selected dead letters and their S3 payloads: payload first, so that an
         interruption leaves at worst a message whose payload is gone (which a rerun deletes), never
-        an orphan object."""
+        an orphan object. Before anything of a message is deleted, its recipients are recorded as
+        purged, so that `status` counts them as purged rather than not started."""
         result = PurgeResult()
         with self._held() as held:
-            for raw in self._receive_all(held):
+            for raw in self._receive_all(held, result.left):
                 letter = self._decode(raw, resolve=False)
-                if job is not None and letter.job_id is None and letter.pointer is not None:
-                    letter = self._decode(raw)
+                if letter.job_id is None or (letter.pointer is not None and self._selected(letter.job_id, job)):
+                    letter = self._decode(raw)  # the recipients (and, without the attribute, the job) are in S3
                 if not self._selected(letter.job_id, job):
                     continue
+                self._record_purged(letter, result)
                 if letter.pointer is not None:
                     self.store.delete(letter.pointer.key, bucket=letter.pointer.bucket)
                     result.payloads += 1
                 if not self.dlq.delete_batch([held.pop(letter.message_id)]):
                     result.messages += 1
+                    self.table.delete_failures([letter.message_id])
+            result.left.not_selected = len(held)
         return result
+
+    def _record_purged(self, letter: DeadLetter, result: PurgeResult) -> None:
+        if letter.job_id is None or letter.payload is None or letter.problem:
+            result.undecodable += 1
+            return
+        chunk = decode_chunk(letter.payload)
+        keys = [idempotency_sort_key(chunk.job_id, recipient.email) for recipient in chunk.recipients]
+        # Kept as long as the job's idempotency records: status reads the two together.
+        self.table.put_purged(chunk.job_id, letter.message_id, chunk.chunk, keys, int(self.clock()) + self.record_lifetime)
+        result.recipients += len(keys)

@@ -16,7 +16,7 @@ from mailctl.aws.lambda_ import LambdaAdapter
 from mailctl.aws.session import Clients
 from mailctl.aws.sqs import SqsQueue
 from mailctl.config import Config
-from mailctl.errors import NotFound
+from mailctl.errors import MailctlError, NotFound
 from mail_sender.contract import JOB_STATE_CANCELLED
 
 
@@ -43,6 +43,8 @@ class CancelResult:
     previous_state: str
     recipients: int
     already_cancelled: bool
+    sent: int = 0
+    left_to_skip: int = 0  # recipients without an outcome when the cancel was written
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,8 @@ class CancelResult:
             "previous_state": self.previous_state,
             "recipients": self.recipients,
             "already_cancelled": self.already_cancelled,
+            "sent": self.sent,
+            "left_to_skip": self.left_to_skip,
         }
 
 
@@ -68,7 +72,12 @@ def cancel_job(config: Config, clients: Clients, job_id: str) -> CancelResult:
     updated = table.set_manifest_state(job_id, JOB_STATE_CANCELLED, updated_at=now, cancelled_at=now)
     if updated is None:  # deleted between the read and the write
         raise _job_not_found(job_id, config.table)
-    return CancelResult(job_id, JOB_STATE_CANCELLED, previous, recipients, already_cancelled=False)
+    # Counted after the write, so that reading a big job's records never delays the cancel itself.
+    from mailctl.services.status import JobState
+
+    counts = JobState(clients, config).status(job_id, include_queues=False)
+    left = counts.not_started + counts.in_progress + counts.stale_in_progress + counts.purged
+    return CancelResult(job_id, JOB_STATE_CANCELLED, previous, recipients, already_cancelled=False, sent=counts.sent, left_to_skip=left)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,19 @@ class SwitchResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"function": self.function, "queue": self.queue, "mapping": self.mapping_uuid, "state": self.state}
+
+
+def sending_paused(config: Config, clients: Clients) -> bool | None:
+    """True while the sender's event source mapping is disabled (`mailctl pause`), which the local
+    worker obeys too; None when there is no mapping to read (no Lambda endpoint, no permission)."""
+    try:
+        queue_arn = SqsQueue(clients.sqs, config.queue).arn()
+        mapping = LambdaAdapter(clients.lambda_).event_source_mapping(config.sender_function, queue_arn)
+    except MailctlError:
+        return None
+    if mapping is None:
+        return None
+    return str(mapping.get("State", "")) in {"Disabled", "Disabling"}
 
 
 def set_sending(config: Config, clients: Clients, enabled: bool) -> SwitchResult:

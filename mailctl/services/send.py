@@ -44,6 +44,7 @@ from mailctl.config import Config
 from mailctl.errors import Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
 from mailctl.packing import Outgoing, oversized, pack
 from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, normalize_address, open_source
+from mailctl.services.enqueue_heartbeat import EnqueueHeartbeat
 from mail_sender import contract
 
 MAX_PROBLEMS_KEPT = 1000
@@ -503,6 +504,7 @@ def enqueue_job(
         "idempotency_shards": config.sending.idempotency_shards,
         "campaign": campaign.model.model_dump_json(by_alias=True),
         "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
+        "campaign_file": str(campaign.path),  # for the resume command `status` prints
     })
 
     # Without a manifest there is no job to resume, whatever a local checkpoint says (a new stack,
@@ -510,10 +512,13 @@ def enqueue_job(
     checkpoint = Checkpoint(job_id, fresh=existing is None)
     result.resumed = bool(checkpoint.done)
     result.already_enqueued = len(checkpoint.done)
-    enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, progress)
+    heartbeat = EnqueueHeartbeat(table, job_id, chunks_enqueued=lambda: len(checkpoint.done))
+    heartbeat.beat(force=True)
+    enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, Progress(on_batch=heartbeat.around(progress.on_batch)))
     try:
         enqueuer.run(check.spool, chunk_size)
     except BaseException:
+        heartbeat.stopped()
         if rows_upload:
             rows_upload.join()  # the spool is deleted next; the enqueue error is the one to report
         raise
@@ -523,7 +528,8 @@ def enqueue_job(
         rows_upload.result()
     result.overflowed = enqueuer.overflowed
     result.enqueued_now = enqueuer.sent_messages
-    table.update_manifest(job_id, state=contract.JOB_STATE_ENQUEUED, updated_at=now_iso(), enqueued_at=now_iso(), rows_key=rows_key)
+    table.update_manifest(job_id, state=contract.JOB_STATE_ENQUEUED, updated_at=now_iso(), enqueued_at=now_iso(), rows_key=rows_key,
+                          chunks_enqueued=len(checkpoint.done))
     return result
 
 

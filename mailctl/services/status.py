@@ -2,6 +2,12 @@
 
 A job's records are read with Queries on its own partition(s), never a Scan, and decoded by hand
 from DynamoDB's wire shape: at a million records the generic deserialiser alone costs seconds.
+
+A recipient without a record has not started, unless `dlq purge` removed its message (purged) or
+the job is older than its records' lifetime (then the record may have expired and been deleted by
+TTL: expired, outcome unknown). Status never receives from a queue: it reads SQS's counts, the
+sender's failure items and the event source mapping, and says when nothing can move without the
+operator (an interrupted enqueue, a paused sender).
 """
 
 from __future__ import annotations
@@ -17,15 +23,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from mailctl.aws.dynamodb import StateTable
+from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mail_sender.contract import JOB_STATE_ENQUEUEING, idempotency_sort_key
+from mailctl.services.enqueue_heartbeat import enqueue_interrupted
+from mail_sender.contract import JOB_STATE_CANCELLED, JOB_STATE_ENQUEUEING, idempotency_sort_key
 
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
-IN_PROGRESS, STALE, NOT_STARTED, EXPIRED = "in_progress", "stale_in_progress", "not_started", "expired"
-RECIPIENT_STATES = (SENT, FAILED, SKIPPED, IN_PROGRESS, STALE, NOT_STARTED, EXPIRED)
+IN_PROGRESS, STALE, NOT_STARTED, EXPIRED, PURGED = "in_progress", "stale_in_progress", "not_started", "expired", "purged"
+RECIPIENT_STATES = (SENT, FAILED, SKIPPED, IN_PROGRESS, STALE, NOT_STARTED, EXPIRED, PURGED)
 RATE_WINDOW_SECONDS = 300
 _SENT_SPACED, _SENT_COMPACT = '"outcome": "sent"', '"outcome":"sent"'
 _AT = re.compile(r'"at":\s*(-?[0-9][0-9.eE+-]*)')
@@ -43,9 +50,17 @@ class JobStatus:
     in_progress: int = 0
     stale_in_progress: int = 0
     not_started: int = 0
-    expired: int = 0
+    purged: int = 0  # no record, and `dlq purge` removed their message
+    expired: int = 0  # records past their expiry, still in the table (also counted by outcome)
+    expired_no_record: int = 0  # no record once the job outlived its records: expired, or never started
+    outlived_records: bool = False
     records: int = 0
-    dlq_messages: int | None = None
+    messages: int | None = None
+    chunks_enqueued: int | None = None
+    enqueue_interrupted: bool = False
+    resume_command: str | None = None
+    sender_paused: bool | None = None
+    dlq: Any = None  # services.dlq.DlqCensus
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     queue: QueueCounts | None = None
     rate_per_second: float | None = None
@@ -53,12 +68,32 @@ class JobStatus:
     last_activity: float | None = None
 
     @property
+    def dlq_messages(self) -> int | None:
+        return None if self.dlq is None else self.dlq.job
+
+    @property
     def settled(self) -> bool:
-        """Nothing left that the sender will still do by itself."""
-        if self.state == JOB_STATE_ENQUEUEING or self.in_progress:
+        """Nothing left that the sender will still do by itself, and every outcome still known."""
+        if self.state == JOB_STATE_ENQUEUEING or self.in_progress or self.outlived_records:
             return False
-        queue_empty = self.queue is None or (self.queue.visible + self.queue.in_flight + self.queue.delayed == 0)
+        queue_empty = self.queue is None or self.queue.total == 0
         return queue_empty or (self.not_started + self.stale_in_progress == 0)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why nothing can change without the operator, if nothing can (not settled, yet not moving)."""
+        if self.enqueue_interrupted:
+            return f"the enqueue was interrupted; resume it with: {self.resume_command}"
+        if self.outlived_records:
+            return "the job outlived its idempotency records: what happened to recipients without a record can no longer be read"
+        if self.sender_paused and not self.settled:
+            return "the sender is paused (event source mapping disabled); `mailctl resume` sends again"
+        return None
+
+    @property
+    def final(self) -> bool:
+        """What `status --watch` waits for: settled, or stopped until the operator acts."""
+        return self.settled or self.stopped is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,14 +108,45 @@ class JobStatus:
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
+            "purged": self.purged,
             "expired": self.expired,
+            "expired_no_record": self.expired_no_record,
+            "outlived_records": self.outlived_records,
             "records": self.records,
+            "messages": self.messages,
+            "chunks_enqueued": self.chunks_enqueued,
+            "enqueue_interrupted": self.enqueue_interrupted,
+            "resume_command": self.resume_command,
+            "sender_paused": self.sender_paused,
             "dlq_messages": self.dlq_messages,
+            "dlq": None if self.dlq is None else self.dlq.to_json(),
             "queue": None if self.queue is None else {"visible": self.queue.visible, "in_flight": self.queue.in_flight, "delayed": self.queue.delayed},
             "rate_per_second": None if self.rate_per_second is None else round(self.rate_per_second, 3),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
             "settled": self.settled,
+            "stopped": self.stopped,
         }
+
+    def unsafe_to_export(self) -> list[str]:
+        """Why exporting the unsent rows now could lead to mailing someone twice: chunks of the job
+        that the sender may still send (queued, in flight, in the DLQ), or outcomes no longer known."""
+        reasons = []
+        cancelled = self.state == JOB_STATE_CANCELLED
+        if self.state == JOB_STATE_ENQUEUEING and not self.enqueue_interrupted:
+            reasons.append("its enqueue is still running")
+        if self.enqueue_interrupted:
+            reasons.append(f"its enqueue was interrupted with {self.chunks_enqueued if self.chunks_enqueued is not None else 'some'} of {self.messages} chunks on the queue; resume it ({self.resume_command}) or cancel it (`mailctl cancel {self.job_id}`) first")
+        if self.in_progress:
+            reasons.append(f"{self.in_progress} recipient(s) are being sent right now")
+        undecided = self.not_started + self.stale_in_progress
+        if not cancelled and undecided and self.queue is not None and self.queue.total:
+            paused = " (the sender is paused: they wait there)" if self.sender_paused else ""
+            reasons.append(f"the queue holds about {self.queue.total} message(s){paused} (of any job: SQS cannot tell whose) while {undecided} of this job's recipients have no outcome yet")
+        if not cancelled and self.dlq is not None and self.dlq.job:
+            reasons.append(f"about {self.dlq.job} of its message(s) are in the DLQ, where a redrive would send them; `mailctl dlq purge --job {self.job_id} --yes` first")
+        if self.outlived_records:
+            reasons.append(f"it outlived its idempotency records: {self.expired_no_record} recipient(s) without a record may well have been mailed")
+        return reasons
 
 
 class RecordState(NamedTuple):  # a NamedTuple: built a million times for a big job
@@ -126,6 +192,10 @@ def classify(item: dict[str, Any], now: float) -> RecordState:
     if outcome == FAILED:
         return RecordState(FAILED, data.get("reason") or "no reason recorded", expired, at)
     return RecordState(FAILED, f"unknown outcome {outcome!r}", expired, at)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def send_rate(times: list[float], now: float, window: float = RATE_WINDOW_SECONDS) -> float | None:
@@ -178,7 +248,11 @@ class JobState:
             state=str(manifest.get("state", "?")),
             name=manifest.get("name"),
             recipients=int(manifest.get("recipients") or 0),
+            messages=_int_or_none(manifest.get("messages")),
+            chunks_enqueued=_int_or_none(manifest.get("chunks_enqueued")),
         )
+        purged_keys = self.table.purged_keys(job_id)
+        purged_with_record = 0
         states: Counter = Counter()
         reasons: Counter = Counter()
         times: list[float] = []
@@ -192,21 +266,42 @@ class JobState:
                     reasons[record.reason] += 1
                 if record.at is not None:
                     times.append(record.at)
+                if purged_keys and item["sk"]["S"] in purged_keys:
+                    purged_with_record += 1  # sent (or skipped...) before its message was purged
         result.records = sum(states.values())
         result.sent, result.failed, result.skipped = states[SENT], states[FAILED], states[SKIPPED]
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
-        result.not_started = max(0, result.recipients - result.records)
+        result.purged = len(purged_keys) - purged_with_record
+        without_record = max(0, result.recipients - result.records - result.purged)
+        result.outlived_records = self._outlived_records(manifest, now)
+        if result.outlived_records:
+            result.expired_no_record = without_record
+        else:
+            result.not_started = without_record
         result.failed_by_reason = dict(reasons.most_common())
         result.last_activity = max(times) if times else None
         result.rate_per_second = send_rate(times, now)
-        remaining = result.not_started + result.in_progress + result.stale_in_progress
-        if remaining and result.rate_per_second:
-            result.eta_seconds = remaining / result.rate_per_second
+        result.enqueue_interrupted = enqueue_interrupted(manifest, now)
+        if result.enqueue_interrupted:
+            result.resume_command = f"mailctl send {manifest.get('campaign_file') or 'CAMPAIGN.yaml'} --job {job_id}"
         if include_queues:
+            from mailctl.services.ops import sending_paused
+
             result.queue = self.queue.counts()
-            result.dlq_messages = self.dead_letters.count_for_job(job_id)
+            result.dlq = self.dead_letters.census(job_id)
+            result.sender_paused = sending_paused(self.config, self.clients)
+        remaining = result.not_started + result.in_progress + result.stale_in_progress
+        moving = not (result.sender_paused or result.enqueue_interrupted or result.outlived_records)
+        if moving and remaining and result.rate_per_second:
+            result.eta_seconds = remaining / result.rate_per_second
         return result
+
+    def _outlived_records(self, manifest: dict[str, Any], now: float) -> bool:
+        """True once even the job's first record may have expired: records are written after the
+        job is created, each living `idempotency_expiry_seconds` from its write."""
+        created = epoch_of(manifest.get("created_at"))
+        return created is not None and now >= created + self.config.sender.idempotency_expiry_seconds
 
     # --- per recipient ------------------------------------------------------------------------------
 
@@ -225,38 +320,52 @@ class JobState:
             if line.strip():
                 yield json.loads(line)
 
+    def _row_states(self, manifest: dict[str, Any]) -> Iterator[tuple[dict[str, Any], RecordState | None, str]]:
+        """Each accepted row with its record (if any) and its state; a row without a record is
+        purged, expired (the job outlived its records) or not started."""
+        job_id = manifest["job_id"]
+        records = self.record_states(manifest)
+        purged = self.table.purged_keys(job_id)
+        outlived = self._outlived_records(manifest, self.clock())
+        for row in self.rows(manifest):
+            key = idempotency_sort_key(job_id, row["email"])
+            record = records.get(key)
+            if record is not None:
+                yield row, record, record.state
+            else:
+                yield row, None, PURGED if key in purged else EXPIRED if outlived else NOT_STARTED
+
     def recipients(self, job_id: str, state: str) -> Iterator[dict[str, Any]]:
-        """Rows in one state, each with "state" and "reason"; `expired` selects by record expiry."""
+        """Rows in one state, each with "state" and "reason"; `expired` also selects records past their expiry."""
         if state not in RECIPIENT_STATES:
             raise UserError(f"--recipients {state}: unknown state", hint=f"one of: {', '.join(RECIPIENT_STATES)}")
-        manifest = self.manifest(job_id)
-        records = self.record_states(manifest)
-        for row in self.rows(manifest):
-            record = records.get(idempotency_sort_key(job_id, row["email"]))
-            row_state = record.state if record else NOT_STARTED
-            if state == EXPIRED:
-                if record is None or not record.expired:
-                    continue
-            elif row_state != state:
-                continue
-            yield {**row, "state": row_state, "reason": record.reason if record else None}
+        for row, record, row_state in self._row_states(self.manifest(job_id)):
+            if row_state == state or (state == EXPIRED and record is not None and record.expired):
+                yield {**row, "state": row_state, "reason": record.reason if record else None}
 
-    def export_unsent(self, job_id: str, path: str) -> int:
-        """Writes every recipient not sent as its original row plus `state` and `reason` columns."""
+    def export_unsent(self, job_id: str, path: str, force: bool = False) -> tuple[int, list[str]]:
+        """Writes every recipient not sent as its original row plus `state` and `reason` columns.
+
+        Refuses, unless `force`, while the sender may still send some of them (mailing the export
+        would then mail them twice); returns the rows written and the reasons overridden."""
+        reasons = self.status(job_id).unsafe_to_export()
+        if reasons and not force:
+            raise UserError(
+                f"job {job_id}: not exporting unsent recipients: {reasons[0]}" + (f" (and {len(reasons) - 1} more reason(s))" if len(reasons) > 1 else ""),
+                hint=f"wait until `mailctl status {job_id} --watch` ends; --force exports now, and mailing that file could mail those recipients twice",
+            )
         manifest = self.manifest(job_id)
-        records = self.record_states(manifest)
         unsent = []
         columns: dict[str, None] = {}
-        for row in self.rows(manifest):
-            record = records.get(idempotency_sort_key(job_id, row["email"]))
-            if record is not None and record.state == SENT:
+        for row, record, row_state in self._row_states(manifest):
+            if row_state == SENT:
                 continue
             vars_ = row.get("vars") or {}
             columns.update(dict.fromkeys(vars_))
-            unsent.append((row, record))
+            unsent.append((row, record, row_state))
         # Rows from mailctl carry the whole original row (address column included); other
         # producers may send only template variables, so add the address when no column holds it.
-        needs_email = any(row["email"] not in (row.get("vars") or {}).values() for row, _ in unsent)
+        needs_email = any(row["email"] not in (row.get("vars") or {}).values() for row, _, _ in unsent)
         header = list(columns) + (["email"] if needs_email and "email" not in columns else [])
         state_col = "state" if "state" not in columns else "mailctl_state"
         reason_col = "reason" if "reason" not in columns else "mailctl_reason"
@@ -264,12 +373,12 @@ class JobState:
             with open(path, "w", encoding="utf-8", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=header + [state_col, reason_col], extrasaction="ignore")
                 writer.writeheader()
-                for row, record in unsent:
+                for row, record, row_state in unsent:
                     values = {k: ("" if v is None else v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in (row.get("vars") or {}).items()}
                     values.setdefault("email", row["email"])
-                    values[state_col] = record.state if record else NOT_STARTED
+                    values[state_col] = row_state
                     values[reason_col] = (record.reason if record else None) or ""
                     writer.writerow(values)
         except OSError as exc:
             raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        return len(unsent)
+        return len(unsent), reasons
