@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 
-from mail_sender.contract import decode_chunk, parse_pointer
+from mail_sender.contract import BundleRef, decode_chunk, encode_chunk_body, encode_recipient, parse_pointer
 
 CAMPAIGN = """\
 name: test-campaign
@@ -61,3 +62,37 @@ def drain_queue(sqs, s3, queue_url: str) -> list[dict]:
                 body = s3.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read().decode()
             messages.append({"chunk": decode_chunk(body), "pointer": pointer, "attributes": message.get("MessageAttributes", {})})
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+POINTER = "software.amazon.payloadoffloading.PayloadS3Pointer"
+
+
+def chunk_body(job_id: str, chunk: int, recipients: int | list[str]) -> str:
+    emails = recipients if isinstance(recipients, list) else [f"user{chunk}-{i}@example.com" for i in range(recipients)]
+    items = [encode_recipient(email, {"name": f"U{i}"}, row=i + 2) for i, email in enumerate(emails)]
+    return encode_chunk_body(job_id, chunk, BundleRef("mailctl-payloads", "bundles/abc.json"), items)
+
+
+def put_dead_letter(clients, stack, job_id: str, chunk: int, recipients: int | list[str] = 3, via_s3: bool = False,
+                    reason: str | None = None, receive_count: int = 5) -> str:
+    """A message as mailctl (or the extended client, for big ones) would have enqueued it, already in
+    the DLQ; with `reason`, also the failure item the sender wrote at its last receive (the local
+    stack's maxReceiveCount is 5)."""
+    body = chunk_body(job_id, chunk, recipients)
+    attributes = {
+        "mailctl.job_id": {"DataType": "String", "StringValue": job_id},
+        "mailctl.chunk": {"DataType": "Number", "StringValue": str(chunk)},
+    }
+    if via_s3:
+        key = str(uuid.uuid4())
+        clients.s3.put_object(Bucket=stack.bucket, Key=key, Body=body.encode())
+        attributes["ExtendedPayloadSize"] = {"DataType": "Number", "StringValue": str(len(body.encode()))}
+        body = json.dumps([POINTER, {"s3BucketName": stack.bucket, "s3Key": key}])
+    message_id = clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body, MessageAttributes=attributes)["MessageId"]
+    if reason:
+        clients.dynamodb.put_item(TableName=stack.table, Item={
+            "pk": {"S": "failures"}, "sk": {"S": message_id}, "job_id": {"S": job_id}, "chunk": {"N": str(chunk)},
+            "reason": {"S": reason}, "receive_count": {"N": str(receive_count)}, "at": {"S": "2026-11-28T12:00:00+00:00"},
+            "expiration": {"N": "2000000000"},
+        })
+    return message_id

@@ -351,7 +351,7 @@ class JobState:
         reasons = self.status(job_id).unsafe_to_export()
         if reasons and not force:
             raise UserError(
-                f"job {job_id}: not exporting unsent recipients: {reasons[0]}" + (f" (and {len(reasons) - 1} more reason(s))" if len(reasons) > 1 else ""),
+                f"job {job_id}: not exporting unsent recipients: " + "; ".join(reasons),
                 hint=f"wait until `mailctl status {job_id} --watch` ends; --force exports now, and mailing that file could mail those recipients twice",
             )
         manifest = self.manifest(job_id)

@@ -3,42 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
-
 
 from mailctl.cli import main
 from mailctl.services.dlq import DeadLetters
-from mail_sender.contract import BundleRef, encode_chunk_body, encode_recipient
-
-POINTER = "software.amazon.payloadoffloading.PayloadS3Pointer"
-
-
-def chunk_body(job_id: str, chunk: int, recipients: int) -> str:
-    items = [encode_recipient(f"user{chunk}-{i}@example.com", {"name": f"U{i}"}, row=i + 2) for i in range(recipients)]
-    return encode_chunk_body(job_id, chunk, BundleRef("mailctl-payloads", "bundles/abc.json"), items)
-
-
-def put_dead_letter(clients, stack, job_id: str, chunk: int, recipients: int = 3, via_s3: bool = False, reason: str | None = None) -> str:
-    """A message as mailctl (or the extended client, for big ones) would have enqueued it, already in the DLQ."""
-    body = chunk_body(job_id, chunk, recipients)
-    attributes = {
-        "mailctl.job_id": {"DataType": "String", "StringValue": job_id},
-        "mailctl.chunk": {"DataType": "Number", "StringValue": str(chunk)},
-    }
-    if via_s3:
-        key = str(uuid.uuid4())
-        clients.s3.put_object(Bucket=stack.bucket, Key=key, Body=body.encode())
-        attributes["ExtendedPayloadSize"] = {"DataType": "Number", "StringValue": str(len(body.encode()))}
-        body = json.dumps([POINTER, {"s3BucketName": stack.bucket, "s3Key": key}])
-    message_id = clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body, MessageAttributes=attributes)["MessageId"]
-    if reason:
-        clients.dynamodb.put_item(TableName=stack.table, Item={
-            "pk": {"S": "failures"}, "sk": {"S": message_id}, "job_id": {"S": job_id}, "chunk": {"N": str(chunk)},
-            "reason": {"S": reason}, "receive_count": {"N": "5"}, "at": {"S": "2026-11-28T12:00:00+00:00"},
-            "expiration": {"N": "2000000000"},
-        })
-    return message_id
-
+from tests.helpers import POINTER, chunk_body, put_dead_letter
 
 def queue_messages(clients, url: str) -> list[dict]:
     """Everything in a queue (receives, then makes it all visible again)."""
@@ -205,11 +173,102 @@ def test_purge_deletes_the_jobs_messages_and_payloads_and_leaves_other_jobs(clie
     assert s3_keys(clients, stack.bucket) == {pointer["s3Key"]}
 
 
-def test_count_for_job_reads_only_that_jobs_messages(clients, stack, local_config):
-    # Given dead letters of two jobs
-    put_dead_letter(clients, stack, "job-a", 1)
-    put_dead_letter(clients, stack, "job-a", 2)
+def receive_counts(clients, url: str) -> dict[str, int]:
+    return {m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in queue_messages(clients, url)}
+
+
+def test_census_counts_a_jobs_dead_letters_without_receiving_any(clients, stack, local_config):
+    # Given dead letters of two jobs, with the failure items the sender wrote, one without any
+    # (the sender died before recording), and one of job-a's messages still retrying on the main queue
+    ids = [put_dead_letter(clients, stack, "job-a", n, reason="poison") for n in (1, 2)]
+    put_dead_letter(clients, stack, "job-b", 1, reason="poison")
+    put_dead_letter(clients, stack, "job-c", 1)
+    clients.dynamodb.put_item(TableName=stack.table, Item={
+        "pk": {"S": "failures"}, "sk": {"S": "retrying-message"}, "job_id": {"S": "job-a"}, "reason": {"S": "throttled"},
+        "receive_count": {"N": "2"}, "at": {"S": "2026-11-28T12:00:00Z"}})
+
+    # When counted for job-a
+    census = DeadLetters(clients, local_config).census("job-a")
+
+    # Then: 2 of job-a's, 4 in all, 1 nobody accounts for, 1 retrying; none of it exact
+    assert (census.job, census.total.total, census.unattributed, census.retrying, census.exact) == (2, 4, 1, 1, False)
+    # And no message was received: all visible, none in flight, and the first receive is still the first
+    counts = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("4", "0")
+    first_receives = receive_counts(clients, stack.dlq_url)
+    assert {first_receives[i] for i in ids} == {1}
+
+
+def test_a_status_taken_during_a_redrive_leaves_every_message_to_the_redrive(clients, stack, config_file, capsys):
+    # Given a job's 15 dead letters, each with the sender's failure item, and the job's manifest
+    from mailctl.aws.dynamodb import StateTable
+
+    StateTable(clients.dynamodb, stack.table).put_manifest({"job_id": "job-a", "state": "enqueued", "recipients": 45, "messages": 15,
+                                                            "created_at": "2026-11-28T10:00:00+00:00"})
+    for n in range(15):
+        put_dead_letter(clients, stack, "job-a", n, reason="poison")
+
+    # When the operator looks at the job's status, then redrives at once
+    assert main(["--config", config_file, "status", "job-a", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dlq_messages"] == 15
+    assert main(["--config", config_file, "dlq", "redrive", "--yes", "--json"]) == 0
+
+    # Then the redrive moved every message, none is left, and status no longer counts any
+    result = json.loads(capsys.readouterr().out)
+    assert (result["moved"], result["left"]) == (15, {"not_selected": 0, "in_flight": 0, "waited_seconds": 0.0})
+    assert len(queue_messages(clients, stack.queue_url)) == 15 and queue_messages(clients, stack.dlq_url) == []
+    assert main(["--config", config_file, "status", "job-a", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dlq"]["job_messages_source"] == "exact (the DLQ is empty)"
+
+
+class OtherReader:
+    """Someone else's `dlq list` holding messages in flight, and a clock that the waits advance."""
+
+    def __init__(self, clients, url: str, count: int, releases_after: int | None):
+        self.clients, self.url = clients, url
+        self.handles = [m["ReceiptHandle"] for m in clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=count, VisibilityTimeout=300)["Messages"]]
+        assert len(self.handles) == count
+        self.now, self.sleeps, self.releases_after = 1000.0, 0, releases_after
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.sleeps += 1
+        if self.sleeps == self.releases_after:  # the other peek ends: its messages are visible again
+            for handle in self.handles:
+                self.clients.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
+
+
+def test_redrive_waits_for_messages_another_reader_holds_in_flight(clients, stack, local_config):
+    # Given 6 dead letters, 3 of which another reader holds in flight for a while
+    for n in range(6):
+        put_dead_letter(clients, stack, "job-a", n)
+    other = OtherReader(clients, stack.dlq_url, 3, releases_after=3)
+    notes: list[str] = []
+
+    # When redriving
+    service = DeadLetters(clients, local_config, clock=lambda: other.now, sleep=other.sleep, note=notes.append)
+    result = service.redrive()
+
+    # Then it waited (saying so on stderr) and moved all 6: none is left behind
+    assert result.moved == 6 and result.left.in_flight == 0
+    assert notes and "3 message(s) in flight, hidden by another reader" in notes[0]
+    assert len(queue_messages(clients, stack.queue_url)) == 6 and queue_messages(clients, stack.dlq_url) == []
+
+
+def test_purge_waits_a_bounded_time_and_reports_what_stayed_in_flight(clients, stack, local_config):
+    # Given 5 of job-a's dead letters, 2 of which another reader never lets go of, and 1 of job-b's
+    for n in range(5):
+        put_dead_letter(clients, stack, "job-a", n)
+    other = OtherReader(clients, stack.dlq_url, 2, releases_after=None)
     put_dead_letter(clients, stack, "job-b", 1)
-    # When counted for job-a / Then 2, and the DLQ keeps all three
-    assert DeadLetters(clients, local_config).count_for_job("job-a") == 2
-    assert visible(clients, stack.dlq_url) == 3
+
+    # When purging job-a
+    service = DeadLetters(clients, local_config, clock=lambda: other.now, sleep=other.sleep, in_flight_wait=20)
+    result = service.purge("job-a")
+
+    # Then it deleted the 3 it could see, gave up after the bounded wait, and says what is left and why
+    assert result.messages == 3 and result.left.in_flight == 2 and result.left.not_selected == 1
+    assert 20 <= result.left.waited_seconds < 25
+    assert "about 2 message(s) still in flight after 20s" in result.left.describe()
+    counts = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["All"])["Attributes"]
+    assert int(counts["ApproximateNumberOfMessages"]) + int(counts["ApproximateNumberOfMessagesNotVisible"]) == 3

@@ -11,6 +11,7 @@ import pytest
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.cli import main
+from tests.helpers import put_dead_letter
 from mail_sender.contract import idempotency_sort_key, job_partition, shard_of, recipient_key
 
 JOB = "newsletter-1a2b3c"
@@ -55,9 +56,8 @@ def job(clients, stack):
     put_record(clients, stack.table, JOB, e[8], 10, status="INPROGRESS", in_progress_expires_in=-30, shards=2)
     # Another job's records must not be counted
     put_record(clients, stack.table, "other-job", "person0@example.com", 2)
-    # One of the job's chunks is in the DLQ
-    clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="{}", MessageAttributes={
-        "mailctl.job_id": {"DataType": "String", "StringValue": JOB}, "mailctl.chunk": {"DataType": "Number", "StringValue": "1"}})
+    # One of the job's chunks is in the DLQ, with the failure item the sender wrote at its last receive
+    put_dead_letter(clients, stack, JOB, 1, reason="poison: bad chunk")
     return rows
 
 
@@ -108,10 +108,19 @@ def test_recipients_lists_one_state(job, config_file, capsys):
     assert main(["--config", config_file, "status", JOB, "--recipients", "bounced"]) == 2
 
 
-def test_export_unsent_writes_original_rows_with_state_and_reason(job, config_file, tmp_path):
-    # When exporting the unsent recipients
+def test_export_unsent_writes_original_rows_with_state_and_reason(job, config_file, tmp_path, capsys):
+    # When exporting the unsent recipients while one is being sent and a chunk is in the DLQ
     target = tmp_path / "unsent.csv"
-    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target)]) == 0
+    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target)]) == 2
+
+    # Then it refuses, saying why, and writes nothing
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "1 recipient(s) are being sent right now" in first and "1 of its message(s) are in the DLQ" in first
+    assert not target.exists()
+
+    # When forced / Then it exports, and warns about what it exported past
+    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target), "--force"]) == 0
+    assert "warning: exported although 1 recipient(s) are being sent right now" in capsys.readouterr().err
 
     # Then every recipient not sent is there with its original columns, state and reason
     with target.open(newline="") as handle:
