@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import uuid
 from pathlib import Path
 
-from mail_sender.contract import BundleRef, decode_chunk, encode_chunk_body, encode_recipient, parse_pointer
+from mail_sender.contract import (
+    BundleRef, decode_chunk, encode_chunk_body, encode_recipient, idempotency_sort_key, job_partition, parse_pointer, recipient_key, shard_of,
+)
 
 CAMPAIGN = """\
 name: test-campaign
@@ -96,3 +99,20 @@ def put_dead_letter(clients, stack, job_id: str, chunk: int, recipients: int | l
             "expiration": {"N": "2000000000"},
         })
     return message_id
+
+
+def put_record(clients, table: str, job_id: str, email: str, row: int, status: str = "COMPLETED", outcome: str | None = "sent",
+               reason: str | None = None, expires_in: float = 86400, in_progress_expires_in: float = 60, at: float | None = None, shards: int = 1) -> None:
+    """One idempotency item exactly as Powertools' DynamoDBPersistenceLayer stores it."""
+    now = time.time()
+    item = {
+        "pk": {"S": job_partition(job_id, shard_of(recipient_key(email), shards), shards)},
+        "sk": {"S": idempotency_sort_key(job_id, email)},
+        "expiration": {"N": str(int(now + expires_in))},
+        "status": {"S": status},
+        "in_progress_expiration": {"N": str(int((now + in_progress_expires_in) * 1000))},
+    }
+    if status == "COMPLETED":
+        item["data"] = {"S": json.dumps({"outcome": outcome, "email": email, "row": row, "reason": reason,
+                                         "ses_message_id": "0100-abc" if outcome == "sent" else None, "at": at or now - 10})}
+    clients.dynamodb.put_item(TableName=table, Item=item)

@@ -20,7 +20,7 @@ SILENT_AFTER_SECONDS = 60.0  # six missed beats: a slow batch, not a dead proces
 
 
 class EnqueueHeartbeat:
-    """Stamps `enqueue_heartbeat_at` (epoch seconds) and `chunks_enqueued` at most every BEAT_SECONDS."""
+    """Stamps `enqueue_heartbeat_at` (whole epoch seconds: DynamoDB's serialiser takes no float) and `chunks_enqueued` at most every BEAT_SECONDS."""
 
     def __init__(self, table, job_id: str, chunks_enqueued: Callable[[], int], clock: Callable[[], float] = time.time):
         self.table = table
@@ -33,7 +33,7 @@ class EnqueueHeartbeat:
         now = self.clock()
         if force or now - self._last >= BEAT_SECONDS:
             self._last = now
-            self.table.update_manifest(self.job_id, enqueue_heartbeat_at=now, chunks_enqueued=self.chunks_enqueued())
+            self.table.update_manifest(self.job_id, enqueue_heartbeat_at=int(now), chunks_enqueued=self.chunks_enqueued())
 
     def stopped(self) -> None:
         """The enqueue ended without finishing (Ctrl-C, an error): say so now rather than after the
@@ -41,7 +41,7 @@ class EnqueueHeartbeat:
         from mailctl.errors import MailctlError
 
         try:
-            self.table.update_manifest(self.job_id, enqueue_stopped_at=self.clock(), chunks_enqueued=self.chunks_enqueued())
+            self.table.update_manifest(self.job_id, enqueue_stopped_at=int(self.clock()), chunks_enqueued=self.chunks_enqueued())
         except MailctlError:
             pass
 
