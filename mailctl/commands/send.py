@@ -68,7 +68,7 @@ def send(
         if not yes:
             confirm(f"Enqueue {check.spooled:,} recipients as job {job_id}?", no_terminal_hint="pass --yes to send, or --dry-run to check only")
         if ops_service.sending_paused(config, app.clients):
-            err.print("warning: the sender is paused (`mailctl pause`): these messages wait in the queue until `mailctl resume`", markup=False)
+            err.print("warning: the sender is paused (`mailctl pause`): these messages wait in the queue until `mailctl resume`", markup=False, soft_wrap=True)
         result = _enqueue(app, campaign, check, job_id, as_json)
     finally:
         check.discard()

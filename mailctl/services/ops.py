@@ -76,7 +76,8 @@ def cancel_job(config: Config, clients: Clients, job_id: str) -> CancelResult:
     from mailctl.services.status import JobState
 
     counts = JobState(clients, config).status(job_id, include_queues=False)
-    left = counts.not_started + counts.in_progress + counts.stale_in_progress + counts.purged
+    # Purged recipients have no message left to skip; those whose records expired may have one.
+    left = counts.not_started + counts.in_progress + counts.stale_in_progress + counts.expired_no_record
     return CancelResult(job_id, JOB_STATE_CANCELLED, previous, recipients, already_cancelled=False, sent=counts.sent, left_to_skip=left)
 
 

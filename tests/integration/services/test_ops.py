@@ -15,6 +15,7 @@ from mailctl.aws.session import Clients
 from mailctl.cli import main
 from mailctl.config import SenderSettings
 from mailctl.local.provision import provision
+from tests.helpers import people, put_record, write_campaign
 
 JOB = "spring-sale-0a1b2c3d"
 
@@ -69,11 +70,11 @@ def config_file(tmp_path, ops_config):
     return str(path)
 
 
-def put_job(clients: Clients, job_id: str = JOB, state: str = "enqueued") -> StateTable:
+def put_job(clients: Clients, job_id: str = JOB, state: str = "enqueued", recipients: int = 1200) -> StateTable:
     table = StateTable(clients.dynamodb, clients.config.table)
     table.put_manifest({
         "job_id": job_id, "name": "spring-sale", "state": state, "created_at": "2026-03-01T09:00:00Z",
-        "updated_at": "2026-03-01T09:00:00Z", "recipients": 1200, "rejected": 0, "messages": 12,
+        "updated_at": "2026-03-01T09:00:00Z", "recipients": recipients, "rejected": 0, "messages": 12,
     })
     return table
 
@@ -96,7 +97,48 @@ def test_cancel_marks_the_manifest_cancelled(ops_clients, sender_stack, config_f
     assert manifest["cancelled_at"] >= manifest["created_at"]
     assert manifest["recipients"] == 1200  # the rest of the manifest is untouched
     result = json.loads(capsys.readouterr().out)
-    assert result == {"job_id": JOB, "state": "cancelled", "previous_state": "enqueued", "recipients": 1200, "already_cancelled": False}
+    assert result == {"job_id": JOB, "state": "cancelled", "previous_state": "enqueued", "recipients": 1200, "already_cancelled": False,
+                      "sent": 0, "left_to_skip": 1200}
+
+
+def test_cancel_says_how_many_are_left_to_skip_and_nothing_when_all_were_sent(ops_clients, sender_stack, config_file, capsys):
+    # Given a 2-recipient job with one sent, and another whose two recipients were both sent
+    put_job(ops_clients, "half-sent", recipients=2)
+    put_record(ops_clients, ops_clients.config.table, "half-sent", "a@example.com", 2)
+    put_job(ops_clients, "all-sent", recipients=2)
+    for row, email in enumerate(["a@example.com", "b@example.com"], start=2):
+        put_record(ops_clients, ops_clients.config.table, "all-sent", email, row)
+
+    # When the operator cancels each
+    assert main(["--config", config_file, "cancel", "half-sent", "--yes"]) == 0
+    half = capsys.readouterr().out
+    assert main(["--config", config_file, "cancel", "all-sent", "--yes"]) == 0
+    done = capsys.readouterr().out
+
+    # Then the first says one will be skipped; the second that nothing is left to skip (no "will be skipped")
+    assert "its 1 recipient(s) not sent yet will be skipped" in half
+    assert "nothing left to skip: all 2 recipients were already sent" in done and "will be skipped" not in done
+
+
+def test_send_warns_when_it_enqueues_onto_a_paused_sender(ops_clients, sender_stack, config_file, tmp_path, monkeypatch, capsys):
+    # Given a paused sender
+    monkeypatch.setenv("MAILCTL_STATE_DIR", str(tmp_path / "state"))
+    assert main(["--config", config_file, "pause"]) == 0
+    capsys.readouterr()
+
+    # When the operator sends a campaign
+    campaign = write_campaign(tmp_path / "c", people(3))
+    assert main(["--config", config_file, "send", str(campaign), "--yes"]) == 0
+
+    # Then it is enqueued, with a warning that it will wait
+    err = capsys.readouterr().err
+    assert "warning: the sender is paused (`mailctl pause`): these messages wait in the queue until `mailctl resume`" in err
+    assert ops_clients.sqs.get_queue_attributes(QueueUrl=sender_stack["queue_url"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+    # And once resumed, a send says nothing of the kind
+    assert main(["--config", config_file, "resume"]) == 0
+    assert main(["--config", config_file, "send", str(write_campaign(tmp_path / "d", people(3, start=10))), "--yes"]) == 0
+    assert "paused" not in capsys.readouterr().err
 
 
 def test_cancel_twice_changes_nothing_the_second_time(ops_clients, sender_stack, config_file, capsys):
