@@ -272,8 +272,9 @@ class JobState:
         result.sent, result.failed, result.skipped = states[SENT], states[FAILED], states[SKIPPED]
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
-        result.purged = len(purged_keys) - purged_with_record
-        without_record = max(0, result.recipients - result.records - result.purged)
+        without_record = max(0, result.recipients - result.records)
+        result.purged = min(len(purged_keys) - purged_with_record, without_record)
+        without_record -= result.purged
         result.outlived_records = self._outlived_records(manifest, now)
         if result.outlived_records:
             result.expired_no_record = without_record
