@@ -113,9 +113,11 @@ class Leftovers:
     not_selected: int = 0  # seen, and another job's (or beyond --limit)
     in_flight: int = 0  # still hidden by another reader when the wait ran out (SQS's approximate count)
     waited_seconds: float = 0.0
+    after_move_task: int = 0  # in the DLQ when a move task ended: arrived after it started, or not moved
 
     def to_json(self) -> dict[str, Any]:
-        return {"not_selected": self.not_selected, "in_flight": self.in_flight, "waited_seconds": round(self.waited_seconds, 1)}
+        return {"not_selected": self.not_selected, "in_flight": self.in_flight, "waited_seconds": round(self.waited_seconds, 1),
+                "after_move_task": self.after_move_task}
 
     def describe(self) -> str:
         parts = []
@@ -126,6 +128,8 @@ class Leftovers:
                 f"about {self.in_flight} message(s) still in flight after {self.waited_seconds:.0f}s: another reader holds them"
                 " (`dlq list`/`show` elsewhere, or a move task); rerun once they are visible"
             )
+        if self.after_move_task:
+            parts.append(f"about {self.after_move_task} message(s) (SQS's approximate count): arrived after the move task started, or not moved by it")
         return "; ".join(parts) if parts else "nothing of the selection is left in the DLQ"
 
 
@@ -460,7 +464,7 @@ class DeadLetters:
                         )
                     if result.task_status == "COMPLETED" and task.get("StartedTimestamp"):
                         self._forget_dead_failures(before=int(task["StartedTimestamp"]) / 1000)
-                    result.left = Leftovers(in_flight=self.dlq.counts().total)
+                    result.left = Leftovers(after_move_task=self.dlq.counts().total)
                     return result
             sleep(poll_seconds)
 

@@ -215,7 +215,7 @@ def test_a_status_taken_during_a_redrive_leaves_every_message_to_the_redrive(cli
 
     # Then the redrive moved every message, none is left, and status no longer counts any
     result = json.loads(capsys.readouterr().out)
-    assert (result["moved"], result["left"]) == (15, {"not_selected": 0, "in_flight": 0, "waited_seconds": 0.0})
+    assert (result["moved"], result["left"]) == (15, {"not_selected": 0, "in_flight": 0, "waited_seconds": 0.0, "after_move_task": 0})
     assert len(queue_messages(clients, stack.queue_url)) == 15 and queue_messages(clients, stack.dlq_url) == []
     assert main(["--config", config_file, "status", "job-a", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dlq"]["job_messages_source"] == "exact (the DLQ is empty)"
@@ -272,3 +272,27 @@ def test_purge_waits_a_bounded_time_and_reports_what_stayed_in_flight(clients, s
     assert "about 2 message(s) still in flight after 20s" in result.left.describe()
     counts = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["All"])["Attributes"]
     assert int(counts["ApproximateNumberOfMessages"]) + int(counts["ApproximateNumberOfMessagesNotVisible"]) == 3
+
+
+def test_a_completed_move_task_forgets_the_failures_of_the_messages_it_moved(clients, stack, local_config):
+    # Given two of job-a's messages dead before a move task started, and one that died after
+    # (moto has no StartMessageMoveTask: the task is played by hand, the table is moto's)
+    def failure(message_id: str, at: str) -> None:
+        clients.dynamodb.put_item(TableName=stack.table, Item={
+            "pk": {"S": "failures"}, "sk": {"S": message_id}, "job_id": {"S": "job-a"}, "reason": {"S": "poison"},
+            "receive_count": {"N": "5"}, "at": {"S": at}})
+    failure("moved-1", "2026-11-28T12:00:00Z")
+    failure("moved-2", "2026-11-28T12:00:30Z")
+    failure("later", "2026-11-28T12:05:00Z")
+    started_ms = 1_795_867_260_000  # 2026-11-28T12:01:00Z
+    service = DeadLetters(clients, local_config)
+    service.dlq.start_move_task = lambda max_per_second=None: "task-1"
+    service.dlq.move_tasks = lambda: [{"TaskHandle": "task-1", "Status": "COMPLETED", "StartedTimestamp": started_ms,
+                                       "ApproximateNumberOfMessagesMoved": 2, "ApproximateNumberOfMessagesToMove": 2}]
+
+    # When the whole DLQ is redriven by the task
+    result = service.redrive()
+
+    # Then only the failure item of the message that died after the task started is left
+    assert (result.method, result.moved, result.left.after_move_task) == ("move-task", 2, 0)
+    assert [f["sk"] for f in service.table.failures()] == ["later"]
