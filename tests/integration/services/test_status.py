@@ -158,7 +158,7 @@ def test_interrupted_enqueue_says_so_with_the_resume_command_and_watch_ends(clie
     # Given a send of 1,000 recipients in 200 chunks, interrupted by Ctrl-C after two batches
     campaign = write_campaign(tmp_path / "c", people(1000))
     interrupt_after_chunks(monkeypatch, 2)
-    assert main(["--config", config_file, "send", str(campaign), "--yes", "--chunk-size", "5"]) == 1
+    assert main(["--config", config_file, "send", str(campaign), "--yes", "--chunk-size", "5"]) == 130
     capsys.readouterr()
     assert main(["--config", config_file, "jobs", "--json"]) == 0
     job_id = json.loads(capsys.readouterr().out)[0]["job_id"]
