@@ -30,7 +30,7 @@ def _dlq_row(status) -> tuple[str, str, str]:
         return ("in the DLQ", "-", "")
     if dlq.exact:
         return ("in the DLQ", "0", "exact: the DLQ is empty")
-    note = f"approximate, from the sender's failure records; {dlq.total.total} in the DLQ in all (SQS's approximate count, all jobs)"
+    note = f"approximate (the sender's failure records); {dlq.total.total} in the whole DLQ (SQS's approximate count, all jobs)"
     if dlq.unattributed:
         note += f", {dlq.unattributed} without a failure record (job unknown until `mailctl dlq list`)"
     return ("in the DLQ", f"~{dlq.job}", note)
@@ -72,8 +72,8 @@ def render_status(status) -> Group:
         ("in progress", status.in_progress, ""),
         ("stale in progress", status.stale_in_progress, "sender stopped mid-send; retried on redelivery" if status.stale_in_progress else ""),
         ("not started", status.not_started, "not enqueued yet" if status.enqueue_interrupted and status.not_started else ""),
-        ("purged", status.purged, "their messages were deleted by `mailctl dlq purge`" if status.purged else ""),
-        ("expired, no record", status.expired_no_record, "[yellow]record expired (TTL) or never started: outcome unknown[/]" if status.expired_no_record else ""),
+        *([("purged", status.purged, "their messages were deleted by `mailctl dlq purge`")] if status.purged else []),
+        *([("expired, no record", status.expired_no_record, "[yellow]record expired (TTL) or never started: outcome unknown[/]")] if status.expired_no_record else []),
         ("expired records", status.expired, "[yellow]a redrive could send these again[/]" if status.expired else ""),
         _dlq_row(status),
     ]
