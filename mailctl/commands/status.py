@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mailctl.console import err, out, print_json
 from mailctl.context import app_context
+from mailctl.errors import UserError
 from mailctl.services.status import RATE_WINDOW_SECONDS
 
 
@@ -114,6 +115,8 @@ def register(app: typer.Typer) -> None:
         """What happened to a job's recipients: sent, failed (by reason), in progress, not started, in the DLQ."""
         from mailctl.services.status import JobState
 
+        if force and not export_unsent:
+            raise UserError("--force only applies to --export-unsent", hint=f"mailctl status {job_id} --export-unsent FILE.csv --force")
         app_ctx = app_context(ctx)
         service = JobState(app_ctx.clients, app_ctx.config)
         if export_unsent:

@@ -238,6 +238,10 @@ def test_export_unsent_refuses_while_chunks_are_queued_and_works_with_force(job,
                         "tell whose) while 2 of this job's recipients have no outcome yet")
     assert lines[1].startswith("hint: wait until `mailctl status") and not target.exists()
 
+    # And --force without --export-unsent is a usage error, not silently ignored
+    assert main(["--config", config_file, "status", JOB, "--force"]) == 2
+    assert capsys.readouterr().err.startswith("error: --force only applies to --export-unsent")
+
     # When the queue drains / Then the export goes through without --force
     clients.sqs.purge_queue(QueueUrl=stack.queue_url)
     assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target)]) == 0
