@@ -17,6 +17,7 @@ import gzip
 import io
 import json
 import re
+import shlex
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -285,7 +286,8 @@ class JobState:
         result.rate_per_second = send_rate(times, now)
         result.enqueue_interrupted = enqueue_interrupted(manifest, now)
         if result.enqueue_interrupted:
-            result.resume_command = f"mailctl send {manifest.get('campaign_file') or 'CAMPAIGN.yaml'} --job {job_id}"
+            campaign = shlex.quote(str(manifest["campaign_file"])) if manifest.get("campaign_file") else "CAMPAIGN.yaml"
+            result.resume_command = f"mailctl send {campaign} --job {job_id}"
         if include_queues:
             from mailctl.services.ops import sending_paused
 
