@@ -174,14 +174,19 @@ def test_cancel_of_an_unknown_job_exits_2_and_creates_nothing(ops_clients, sende
 def test_cancel_asks_first_and_a_no_leaves_the_job_running(ops_clients, sender_stack, config_file, monkeypatch, capsys):
     # Given an enqueued job and an operator who answers "n"
     table = put_job(ops_clients)
-    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    class Keyboard(io.StringIO):  # a terminal that types "n"
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Keyboard("n\n"))
 
     # When cancel runs without --yes
     code = main(["--config", config_file, "cancel", JOB])
 
     # Then nothing changes and the run is reported as aborted
     assert code == 1
-    assert "Cancel job " + JOB in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Cancel job " + JOB in err and err.strip().endswith("aborted")
     assert table.get_manifest(JOB)["state"] == "enqueued"
 
 
