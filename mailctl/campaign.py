@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.config import load_model
 from mailctl.errors import ConfigError
+from mailctl.recipient_files import DELIMITED_SUFFIXES, SUFFIXES, Source, normalize_encoding, open_source
 from mail_sender.templating import TemplateProblem, TemplateSet
 
 _HEADER_UNSAFE = set("\r\n\0")
@@ -30,6 +31,8 @@ class CampaignModel(BaseModel):
     html: str | None = None
     text: str | None = None
     recipients: str
+    encoding: str | None = None  # .csv/.tsv/.txt: utf-8, utf-16, cp932...; detected when absent
+    sheet: str | None = None  # .xlsx: the sheet to read; the first one when absent
     email_column: str = "email"
     unsubscribe_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -51,6 +54,11 @@ class CampaignModel(BaseModel):
         if "@" not in addr:
             raise ValueError(f"not an email address: {value!r}")
         return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        return normalize_encoding(value) if value is not None else None
 
     @field_validator("headers")
     @classmethod
@@ -76,6 +84,9 @@ class Campaign:
     @property
     def name(self) -> str:
         return self.model.name
+
+    def open_recipients(self) -> Source:
+        return open_source(self.recipients_path, encoding=self.model.encoding, sheet=self.model.sheet)
 
     def bundle(self, configuration_set: str | None = None) -> dict[str, Any]:
         """What the sender needs besides the recipients, uploaded once per job."""
@@ -129,6 +140,13 @@ def load_campaign(path: str | Path) -> Campaign:
     recipients_path = (campaign_path.parent / model.recipients).resolve()
     if not recipients_path.is_file():
         raise ConfigError(f"{campaign_path}: recipients: file not found: {model.recipients}", hint=f"paths are relative to {campaign_path.parent}/")
-    if recipients_path.suffix.lower() not in {".csv", ".jsonl"}:
-        raise ConfigError(f"{campaign_path}: recipients: {model.recipients}: expected a .csv or .jsonl file")
+    suffix = recipients_path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"{campaign_path}: recipients: {model.recipients}: expected a .csv, .tsv, .txt, .xlsx or .jsonl file",
+                          hint="save an older .xls workbook as .xlsx" if suffix == ".xls" else None)
+    if model.encoding and suffix not in DELIMITED_SUFFIXES:
+        raise ConfigError(f"{campaign_path}: encoding: applies to .csv, .tsv and .txt files, not {suffix}",
+                          hint="remove it: .xlsx files name their own encoding and JSON Lines are UTF-8")
+    if model.sheet is not None and suffix != ".xlsx":
+        raise ConfigError(f"{campaign_path}: sheet: applies to .xlsx files, not {suffix}", hint="remove it")
     return Campaign(path=campaign_path, model=model, templates=templates, recipients_path=recipients_path, fingerprint=digest.hexdigest())

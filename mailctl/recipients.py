@@ -1,4 +1,4 @@
-"""Reading and checking recipient rows, streamed in constant memory whatever the file's size.
+"""Checking recipient rows (read by mailctl.recipient_files), streamed in constant memory whatever the file's size.
 
 Every row is checked: the address (email-validator's rules, no DNS), duplicates (case-insensitive,
 the first occurrence is sent, later ones are reported), control characters (none at all in values
@@ -13,15 +13,11 @@ else goes through email-validator itself. tests/unit/test_recipients.py holds th
 
 from __future__ import annotations
 
-import csv
 from array import array
 import json
 import re
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,9 +27,6 @@ from mail_sender.contract import encode_recipient
 from mail_sender.templating import TemplateSet
 
 SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
-# A single CSV field may be large (a 1.2 MB field is valid and travels through S3); the size check
-# below rejects what SES would refuse, so the csv module's 128 KiB default must not.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _FAST_ADDRESS = re.compile(rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@([A-Za-z0-9.-]+)")
@@ -67,105 +60,6 @@ def normalize_address(address: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise RowProblem(str(exc)) from None
-
-
-# --- readers -----------------------------------------------------------------------------------
-
-@dataclass
-class Source:
-    """A recipient file: its columns (None for JSONL, whose rows carry their own keys)."""
-
-    path: Path
-    columns: list[str] | None
-    # (line, row, problem reading it); a CSV row is its list of values, a JSONL row a dict
-    rows: Iterator[tuple[int, Any, str | None]]
-
-
-def _first_invalid_utf8_line(path: Path) -> tuple[int, int]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return number, exc.start + 1
-    return 0, 0
-
-
-def _reraise_decode(path: Path) -> None:
-    line, column = _first_invalid_utf8_line(path)
-    raise ConfigError(f"{path}:{line}: not valid UTF-8 (column {column})", hint="save the file as UTF-8 (Excel: 'CSV UTF-8')")
-
-
-def open_csv(path: Path) -> Source:
-    handle = path.open("r", encoding="utf-8-sig", newline="")
-    try:
-        first = handle.readline()
-    except UnicodeDecodeError:
-        handle.close()
-        _reraise_decode(path)
-    if not first.strip():
-        handle.close()
-        raise ConfigError(f"{path}: empty file: no header row", hint="the first line names the columns, e.g. email,name")
-    # Excel in many locales exports with ';' (or tab) when ',' is the decimal separator.
-    delimiter = ","
-    if "," not in first:
-        delimiter = max(";\t", key=first.count) if (";" in first or "\t" in first) else ","
-    header = next(csv.reader([first], delimiter=delimiter, strict=True))
-    header = [name.strip() for name in header]
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        handle.close()
-        raise ConfigError(f"{path}:1: duplicate column {duplicates[0]!r}", hint="give every column a distinct name")
-    width = len(header)
-
-    def rows() -> Iterator[tuple[int, list[str], str | None]]:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        end = 1
-        try:
-            with handle:
-                for values in reader:
-                    start, end = end + 1, reader.line_num + 1
-                    if not values:
-                        continue  # blank line
-                    if len(values) != width:
-                        padded = (values + [""] * width)[:width]
-                        yield start, padded, f"expected {width} fields, got {len(values)} (ragged row)"
-                        continue
-                    yield start, values, None
-        except csv.Error as exc:
-            raise ConfigError(f"{path}:{end + 1}: malformed CSV: {exc}", hint="check for an unclosed quote on or before this line") from None
-        except UnicodeDecodeError:
-            _reraise_decode(path)
-
-    return Source(path=path, columns=header, rows=rows())
-
-
-def open_jsonl(path: Path) -> Source:
-    def rows() -> Iterator[tuple[int, dict[str, Any], str | None]]:
-        try:
-            with path.open("r", encoding="utf-8-sig") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        value = json.loads(line)
-                    except ValueError as exc:
-                        yield number, {"raw": line.rstrip("\n")}, f"not valid JSON: {exc}"
-                        continue
-                    if not isinstance(value, dict):
-                        yield number, {"raw": line.rstrip("\n")}, "expected a JSON object"
-                        continue
-                    yield number, value, None
-        except UnicodeDecodeError:
-            _reraise_decode(path)
-
-    return Source(path=path, columns=None, rows=rows())
-
-
-def open_source(path: Path) -> Source:
-    if path.stat().st_size == 0:
-        raise ConfigError(f"{path}: empty file", hint="the recipient list has no rows")
-    return open_jsonl(path) if path.suffix.lower() == ".jsonl" else open_csv(path)
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from mailctl.campaign import Campaign
 from mailctl.config import Config
 from mailctl.errors import Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
 from mailctl.packing import Outgoing, oversized, pack
-from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, normalize_address, open_source
+from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, normalize_address
 from mailctl.services.enqueue_heartbeat import EnqueueHeartbeat
 from mail_sender import contract
 
@@ -118,7 +118,7 @@ def check_recipients(
     on_progress: Callable[[int], None] | None = None,
 ) -> CheckResult:
     """Pass 1. Raises ConfigError for a file that cannot be read as a whole (exit 2)."""
-    source = open_source(campaign.recipients_path)
+    source = campaign.open_recipients()
     name = str(campaign.path.parent / campaign.model.recipients) if not campaign.model.recipients.startswith("/") else campaign.model.recipients
     checker = Checker(campaign.templates, campaign.model.email_column, name)
     columns = source.columns
@@ -208,7 +208,7 @@ def _confirm_suspects(campaign, check_row, suspects, result) -> Iterator[tuple[i
     """Second look at hash hits: a true duplicate is reported, a collision is sent after all."""
     wanted = {_address_hash(key) for _, key, _ in suspects}
     first_line: dict[str, int] = {}
-    for line, row, problem in open_source(campaign.recipients_path).rows:
+    for line, row, problem in campaign.open_recipients().rows:
         if problem is not None:
             continue
         try:

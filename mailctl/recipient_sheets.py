@@ -1,0 +1,278 @@
+"""Excel workbooks (.xlsx) as recipient files: one sheet streamed row by row, each cell turned into
+the text a person sees in Excel, so that a template renders what the operator read in the sheet.
+
+- Dates and times follow the cell's number format (`yyyy/m/d`, `yyyy"年"m"月"d"日"`, `h:mm AM/PM`);
+  Excel's default date format, which every reader's Excel shows in their own locale, and formats
+  this module does not know (Japanese eras, [DBNum]) become ISO 8601 (2026-11-29, 2026-11-29 14:30).
+- Numbers: General as Excel shows it (15 significant digits, no stray ".0"); the common fixed,
+  thousands and percent formats (`0.00`, `#,##0`, `0%`, currency text around them) as formatted;
+  anything fancier as General.
+- Booleans TRUE/FALSE; empty cells empty; formula cells their cached value. A formula without one
+  (files written by scripts rather than saved by Excel) stops the job: a blank would be sent.
+- An error value (#N/A, #REF!) is a problem of that row.
+
+Row numbers reported are the sheet's row numbers. Memory: openpyxl's read-only mode streams the
+sheet's XML; the workbook's shared-string table (one copy of each distinct text) is held whole.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from openpyxl import load_workbook
+from openpyxl.cell.read_only import ReadOnlyCell
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
+# The parser read-only mode itself uses (see recipient_files' docstring for why it is used here).
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
+
+from mailctl.errors import ConfigError
+from mailctl.recipient_files import Source
+
+_FORMULA_TAG = f"{{{SHEET_MAIN_NS}}}f"
+_VALUE_TAG = f"{{{SHEET_MAIN_NS}}}v"
+_NO_CACHED_VALUE = object()
+
+
+class _Parser(WorkSheetParser):
+    def parse_cell(self, element):
+        cell = super().parse_cell(element)
+        if cell["value"] is None and element.find(_FORMULA_TAG) is not None and not element.findtext(_VALUE_TAG):
+            cell["value"] = _NO_CACHED_VALUE
+        return cell
+
+
+def open_xlsx(path: Path, sheet: str | None) -> Source:
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable Excel workbook (.xlsx): {exc}",
+                          hint="save it from Excel as 'Excel Workbook (.xlsx)', or export it as CSV UTF-8") from None
+    if sheet is not None and sheet not in workbook.sheetnames:
+        workbook.close()
+        raise ConfigError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(workbook.sheetnames)})",
+                          hint="set `sheet:` in the campaign to one of these names, or remove it to read the first sheet")
+    worksheet = workbook[sheet] if sheet is not None else workbook.worksheets[0]
+    where = f"{path}: sheet {worksheet.title}"
+    formats = _NumberFormats(worksheet)
+    parser = _Parser(workbook._archive.open(worksheet._worksheet_path), worksheet._shared_strings, data_only=True,
+                     epoch=workbook.epoch, date_formats=workbook._date_formats, timedelta_formats=workbook._timedelta_formats)
+    parsed = parser.parse()
+
+    def cells_to_text(number: int, cells: list[dict[str, Any]]) -> Iterator[tuple[int, str, str | None]]:
+        """(column, text, problem) for every cell that holds something."""
+        for cell in cells:
+            value = cell["value"]
+            if value is None:
+                continue
+            column = cell["column"]
+            if value is _NO_CACHED_VALUE:
+                raise ConfigError(f"{where}, cell {get_column_letter(column)}{number}: formula without a cached value",
+                                  hint="open the file in Excel (or LibreOffice) and save it: files written by scripts keep "
+                                       "formulas without their results")
+            if cell["data_type"] == "e":
+                yield column, str(value), f"cell {get_column_letter(column)}{number} holds the error {value}"
+                continue
+            yield column, cell_text(value, formats.code(cell["style_id"])), None
+
+    header_line, header = 0, []
+    try:
+        for number, cells in parsed:
+            header = [(column, text.strip()) for column, text, _ in cells_to_text(number, cells) if text.strip()]
+            if header:
+                header_line = number
+                break
+    except BaseException:
+        workbook.close()
+        raise
+    if not header:
+        workbook.close()
+        raise ConfigError(f"{where}: no header row (the sheet is empty)", hint="the first row names the columns, e.g. email, name")
+    width = header[-1][0]
+    names = dict(header)
+    gaps = [column for column in range(1, width + 1) if column not in names]
+    if gaps:
+        workbook.close()
+        raise ConfigError(f"{where}, cell {get_column_letter(gaps[0])}{header_line}: empty column name",
+                          hint="name every column of the header row, or delete the empty column")
+    columns = [names[column] for column in range(1, width + 1)]
+    duplicates = sorted({name for name in columns if columns.count(name) > 1})
+    if duplicates:
+        workbook.close()
+        raise ConfigError(f"{where}, row {header_line}: duplicate column {duplicates[0]!r}", hint="give every column a distinct name")
+
+    def rows() -> Iterator[tuple[int, list[str], str | None]]:
+        try:
+            for number, cells in parsed:
+                values = [""] * width
+                problem = None
+                for column, text, cell_problem in cells_to_text(number, cells):
+                    if column > width:
+                        if text.strip():
+                            problem = problem or f"cell {get_column_letter(column)}{number} is right of the last named column"
+                        continue
+                    values[column - 1] = text
+                    problem = problem or cell_problem
+                if problem is None and not any(values):
+                    continue  # an empty row, or one that only has formatting
+                yield number, values, problem
+        finally:
+            workbook.close()
+
+    return Source(path=path, columns=columns, rows=rows())
+
+
+class _NumberFormats:
+    """A style id's number format code, looked up once per style."""
+
+    def __init__(self, worksheet):
+        self._worksheet = worksheet
+        self._codes: dict[int, str] = {}
+
+    def code(self, style_id: int) -> str:
+        code = self._codes.get(style_id)
+        if code is None:
+            code = self._codes[style_id] = ReadOnlyCell(self._worksheet, 0, 0, None, "n", style_id or 0).number_format or "General"
+        return code
+
+
+# --- cell values as Excel shows them --------------------------------------------------------------
+
+def cell_text(value: Any, code: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (datetime, date, time)):
+        return format_datetime(value, code)
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if isinstance(value, (int, float)):
+        return format_number(value, code)
+    return str(value)
+
+
+def general(value: int | float) -> str:
+    """Excel's General: integers without ".0", at most 15 significant digits (0.1+0.2 is 0.3)."""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:.15g}".replace("e+", "E+").replace("e-", "E-")
+
+
+_SECTIONS = re.compile(r'(?:"[^"]*"|\\.|[^;])+')
+_NUMBER_TOKEN = re.compile(r'"([^"]*)"|\\(.)|\[\$([^\]-]*)[^\]]*\]|\[[^\]]*\]|_.|\*.|([0#?,.]+)|(.)')
+
+
+def format_number(value: int | float, code: str) -> str:
+    sections = _SECTIONS.findall(code)
+    if not sections or sections[0].strip().lower() in ("general", "@"):
+        return general(value)
+    section = sections[0]
+    if value < 0 and len(sections) > 1:
+        section, value = sections[1], -value  # the negative section shows its own sign, if any
+    prefix, suffix, core, percent = [], [], None, False
+    for quoted, escaped, currency, digits, other in _NUMBER_TOKEN.findall(section):
+        if digits and core is None and ("0" in digits or "#" in digits):
+            core = digits
+            continue
+        text = quoted or escaped or currency or digits or other
+        if other == "%":
+            percent = True
+        elif other and other.lower() in "e/?@":
+            return general(value)
+        (suffix if core is not None else prefix).append(text)
+    if core is None or "?" in core:
+        return general(value)
+    integer, _, fraction = core.partition(".")
+    decimals = fraction.count("0") + fraction.count("#")
+    number = value * 100 if percent else value
+    text = f"{number:,.{decimals}f}" if "," in integer.strip(",") else f"{number:.{decimals}f}"
+    if decimals and "#" in fraction and "0" not in fraction:
+        text = text.rstrip("0").rstrip(".")
+    return "".join(prefix) + text + "".join(suffix)
+
+
+_DATE_TOKEN = re.compile(
+    r'"[^"]*"|\\.|\[[^\]]*\]|_.|\*.|yyyy|yy|mmmmm|mmmm|mmm|mm|m|dddd|ddd|dd|d|aaaa|aaa|hh|h|ss|s|am/pm|a/p|\.0+|[eg]+|.',
+    re.IGNORECASE,
+)
+_LOCALE_DEFAULTS = {"mm-dd-yy", "m/d/yy h:mm"}  # built-in formats 14 and 22: each reader's own locale
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_DAYS_JA = "月火水木金土日"
+
+
+def _iso(value: date | time) -> str:
+    if isinstance(value, datetime):
+        if value.time() == time(0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="seconds" if value.second or value.microsecond else "minutes")
+    return value.isoformat(timespec="seconds" if getattr(value, "second", 0) else "minutes") if isinstance(value, time) else value.isoformat()
+
+
+def format_datetime(value: date | time, code: str) -> str:
+    """The cell as Excel shows it under its date/time format code, or ISO 8601."""
+    section = (_SECTIONS.findall(code) or [""])[0]
+    if section.strip().lower() in _LOCALE_DEFAULTS or section.strip().lower() in ("general", ""):
+        return _iso(value)
+    moment = value if isinstance(value, datetime) else (
+        datetime.combine(value, time(0)) if isinstance(value, date) else datetime.combine(date(1899, 12, 31), value))
+    tokens = _DATE_TOKEN.findall(section)
+    lowered = [t.lower() for t in tokens]
+    twelve_hour = any(t in ("am/pm", "a/p") for t in lowered)
+    out = []
+    for index, (token, low) in enumerate(zip(tokens, lowered)):
+        if low.startswith('"'):
+            out.append(token[1:-1])
+        elif low.startswith("\\"):
+            out.append(token[1:])
+        elif low.startswith("["):
+            if low.startswith(("[h", "[m", "[s", "[dbnum")):
+                return _iso(value)  # elapsed time, or another script's digits: not rendered here
+        elif low[0] in "_*":
+            continue
+        elif low[0] in "eg":
+            return _iso(value)  # Japanese era years: not rendered here
+        elif low in ("yyyy", "yy"):
+            out.append(f"{moment.year:04d}" if low == "yyyy" else f"{moment.year % 100:02d}")
+        elif low in ("m", "mm") and _is_minutes(lowered, index):
+            out.append(f"{moment.minute:02d}" if low == "mm" else str(moment.minute))
+        elif low in ("m", "mm", "mmm", "mmmm", "mmmmm"):
+            name = _MONTHS[moment.month - 1]
+            out.append({"m": str(moment.month), "mm": f"{moment.month:02d}", "mmm": name[:3], "mmmm": name, "mmmmm": name[0]}[low])
+        elif low in ("d", "dd"):
+            out.append(str(moment.day) if low == "d" else f"{moment.day:02d}")
+        elif low in ("ddd", "dddd"):
+            name = _DAYS[moment.weekday()]
+            out.append(name[:3] if low == "ddd" else name)
+        elif low in ("aaa", "aaaa"):
+            out.append(_DAYS_JA[moment.weekday()] + ("曜日" if low == "aaaa" else ""))
+        elif low in ("h", "hh"):
+            hour = moment.hour % 12 or 12 if twelve_hour else moment.hour
+            out.append(str(hour) if low == "h" else f"{hour:02d}")
+        elif low in ("s", "ss"):
+            out.append(str(moment.second) if low == "s" else f"{moment.second:02d}")
+        elif low.startswith(".0"):
+            digits = len(low) - 1
+            out.append("." + f"{moment.microsecond:06d}"[:digits])
+        elif low in ("am/pm", "a/p"):
+            pm = moment.hour >= 12
+            text = ("PM" if pm else "AM") if low == "am/pm" else ("P" if pm else "A")
+            out.append(text if token[0].isupper() else text.lower())
+        else:
+            out.append(token)
+    return "".join(out)
+
+
+def _is_minutes(lowered: list[str], index: int) -> bool:
+    """Excel reads m/mm as minutes right after an hour or right before seconds."""
+    before = [t for t in lowered[:index] if t[0] in "ymdhs" and not t.startswith(("\"", "\\", "["))]
+    after = [t for t in lowered[index + 1:] if t[0] in "ymdhs" and not t.startswith(("\"", "\\", "["))]
+    return bool(before and before[-1] in ("h", "hh")) or bool(after and after[0] in ("s", "ss"))
