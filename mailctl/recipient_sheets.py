@@ -26,7 +26,7 @@ from typing import Any
 
 from openpyxl import load_workbook
 from openpyxl.cell.read_only import ReadOnlyCell
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import coordinate_to_tuple, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 # The parser read-only mode itself uses (see recipient_files' docstring for why it is used here).
 from openpyxl.worksheet._reader import WorkSheetParser
@@ -40,8 +40,18 @@ _VALUE_TAG = f"{{{SHEET_MAIN_NS}}}v"
 _NO_CACHED_VALUE = object()
 
 
+_INLINE_TEXT = f"{{{SHEET_MAIN_NS}}}is/{{{SHEET_MAIN_NS}}}t"
+
+
 class _Parser(WorkSheetParser):
     def parse_cell(self, element):
+        if element.get("t") == "inlineStr" and len(element) == 1 and len(element[0]) == 1:
+            # A plain inline string (what script writers produce): openpyxl builds a rich-text
+            # object per cell for it, which costs more than the rest of the row together.
+            text = element.find(_INLINE_TEXT)
+            if text is not None:
+                self.col_counter = column = coordinate_to_tuple(element.get("r"))[1] if element.get("r") else self.col_counter + 1
+                return {"row": self.row_counter, "column": column, "value": text.text or "", "data_type": "s", "style_id": 0}
         cell = super().parse_cell(element)
         if cell["value"] is None and element.find(_FORMULA_TAG) is not None and not element.findtext(_VALUE_TAG):
             cell["value"] = _NO_CACHED_VALUE
