@@ -80,7 +80,7 @@ def test_error_values_and_cells_past_the_header_are_row_problems(tmp_path):
 @pytest.mark.parametrize("header, expected", [
     ([["email", None, "name"]], "cell B1: empty column name"),
     ([["email", "name", "email"]], "row 1: duplicate column 'email'"),
-    ([[None], [None]], "no header row"),
+    ([[None], [None]], "no header row (the sheet is empty)"),
 ])
 def test_header_problems_name_the_cell(tmp_path, header, expected):
     path = write_xlsx(tmp_path / "list.xlsx", header)
