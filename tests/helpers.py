@@ -120,9 +120,10 @@ def put_record(clients, table: str, job_id: str, email: str, row: int, status: s
 
 def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None = None, cached: dict[str, object] | None = None,
                sheets: dict[str, list[list]] | None = None) -> Path:
-    """A workbook as openpyxl writes it: `rows` on the first sheet ("名簿"), `formats` number formats
-    by cell, `sheets` more sheets after it. openpyxl stores formulas without their results (as any
-    script does); `cached` writes the result Excel would have saved next to the formula in a cell."""
+    """A workbook as openpyxl writes it: `rows` on the first sheet ("名簿"), `sheets` more sheets after
+    it, `formats` number formats by cell ("D2", or "宛先!D2" on another sheet). openpyxl stores
+    formulas without their results (as any script does); `cached` writes the result Excel would have
+    saved next to the formula in a cell, keyed the same way."""
     import re
     import zipfile
     from xml.sax.saxutils import escape
@@ -130,27 +131,32 @@ def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None =
     from openpyxl import Workbook
 
     workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "名簿"
-    for row in rows:
-        sheet.append(row)
-    for coordinate, number_format in (formats or {}).items():
-        sheet[coordinate].number_format = number_format
-    for title, other in (sheets or {}).items():
-        extra = workbook.create_sheet(title)
-        for row in other:
-            extra.append(row)
+    workbook.active.title = "名簿"
+    for title, content in {"名簿": rows, **(sheets or {})}.items():
+        sheet = workbook[title] if title in workbook.sheetnames else workbook.create_sheet(title)
+        for row in content:
+            sheet.append(row)
+
+    def place(key: str) -> tuple[str, str]:
+        title, _, coordinate = key.rpartition("!")
+        return title or "名簿", coordinate
+
+    for key, number_format in (formats or {}).items():
+        title, coordinate = place(key)
+        workbook[title][coordinate].number_format = number_format
     workbook.save(path)
     if cached:
         with zipfile.ZipFile(path) as archive:
             parts = {name: archive.read(name) for name in archive.namelist()}
-        xml = parts["xl/worksheets/sheet1.xml"].decode("utf-8")
-        for coordinate, value in cached.items():
+        for key, value in cached.items():
+            title, coordinate = place(key)
+            part = f"xl/worksheets/sheet{workbook.sheetnames.index(title) + 1}.xml"
             kind = ' t="str"' if isinstance(value, str) else (' t="b"' if isinstance(value, bool) else "")
             text = escape(str(int(value) if isinstance(value, bool) else value))
-            xml, count = re.subn(rf'<c r="{coordinate}"([^>]*)>(<f>.*?</f>)<v ?/>', rf'<c r="{coordinate}"{kind}\1>\2<v>{text}</v>', xml)
-            assert count == 1, f"no formula in {coordinate}"
-        parts["xl/worksheets/sheet1.xml"] = xml.encode("utf-8")
+            xml, count = re.subn(rf'<c r="{coordinate}"([^>]*)>(<f>.*?</f>)<v ?/>', rf'<c r="{coordinate}"{kind}\1>\2<v>{text}</v>',
+                                 parts[part].decode("utf-8"))
+            assert count == 1, f"no formula in {key}"
+            parts[part] = xml.encode("utf-8")
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, data in parts.items():
                 archive.writestr(name, data)
