@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mailctl.cli import main
-from tests.helpers import people, write_campaign
+from tests.helpers import people, write_campaign, write_xlsx
 
 
 def _queue_depth(clients, stack) -> int:
@@ -49,7 +49,7 @@ def test_invalid_utf8_names_the_line(tmp_path, config_file, clients, stack, caps
     campaign = write_campaign(tmp_path / "c", recipients_text="")
     (tmp_path / "c" / "recipients.csv").write_bytes(b"email,name,token\na@example.com,Al\xffce,t1\n")
     assert _send(config_file, campaign) == 2
-    assert "recipients.csv:2: not valid UTF-8" in capsys.readouterr().err
+    assert "recipients.csv:2: not UTF-8" in capsys.readouterr().err
     assert _queue_depth(clients, stack) == 0
 
 
@@ -144,3 +144,84 @@ def test_unreachable_endpoint_is_exit_1_with_a_hint(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert code == 1
     assert "cannot reach" in err and "Traceback" not in err
+
+
+def _first_line(err: str) -> str:
+    return err.strip().splitlines()[0]
+
+
+def test_a_shift_jis_file_detection_cannot_vouch_for_stops_until_encoding_is_set(tmp_path, config_file, clients, stack, capsys):
+    # Given Japanese Excel's CSV (CP932) with a kanji outside everyday Shift_JIS (髙, IBM extension)
+    campaign = write_campaign(tmp_path / "c", recipients_text="")
+    text = "email,name,token\r\nhanako@example.jp,山田 花子,t1\r\ntaka@example.jp,髙橋 一郎,t2\r\n"
+    (tmp_path / "c" / "recipients.csv").write_bytes(text.encode("cp932"))
+    # When it is sent as it is, then exit 2 naming the line, a hint, and nothing enqueued
+    assert _send(config_file, campaign) == 2
+    err = capsys.readouterr().err
+    assert "recipients.csv:3: not UTF-8, and not plainly Shift_JIS (CP932): it would read '髙' here" in _first_line(err)
+    assert "hint: if that is how the file's names read, add `encoding: cp932`" in err
+    assert _queue_depth(clients, stack) == 0
+    # When the operator sets the encoding, then it is sent
+    campaign.write_text(campaign.read_text(encoding="utf-8") + "encoding: cp932\n", encoding="utf-8")
+    assert _send(config_file, campaign, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["recipients"] == 2
+
+
+def test_a_workbook_with_a_formula_never_calculated_stops_naming_the_cell(tmp_path, config_file, clients, stack, capsys):
+    campaign = write_campaign(tmp_path / "c", recipients_text="", name="recipients.xlsx")
+    write_xlsx(tmp_path / "c" / "recipients.xlsx", [["email", "name", "token"], ["a@example.jp", "花子", "t1"],
+                                                     ["b@example.jp", '=UPPER("ken")', "t2"]])
+    assert _send(config_file, campaign) == 2
+    err = capsys.readouterr().err
+    assert _first_line(err).endswith("recipients.xlsx: sheet 名簿, cell B3: formula without a cached value")
+    assert "hint: open the file in Excel (or LibreOffice) and save it" in err
+    assert _queue_depth(clients, stack) == 0
+
+
+def test_a_workbook_skip_invalid_writes_rejected_rows_and_sends_duplicates_once(tmp_path, config_file, clients, stack, capsys):
+    # Given a sheet with a bad address, a cell holding #N/A, and the same address twice
+    campaign = write_campaign(tmp_path / "c", recipients_text="", name="recipients.xlsx")
+    path = write_xlsx(tmp_path / "c" / "recipients.xlsx", [
+        ["email", "name", "token"], ["a@example.jp", "花子", 1], ["broken@", "健", 2], ["c@example.jp", "=NA()", 3],
+        ["A@EXAMPLE.JP", "花子 again", 4], ["d@example.jp", "蓮", 5]], cached={"B4": "#N/A"})
+    _as_error_cell(path, "B4")
+    # When it is sent without --skip-invalid, then exit 2 and nothing enqueued
+    assert _send(config_file, campaign) == 2
+    assert "recipients.xlsx:3: " in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
+    # When it is sent with --skip-invalid
+    rejected = tmp_path / "rejected.csv"
+    assert _send(config_file, campaign, "--skip-invalid", "--rejected-file", str(rejected), "--json") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    # Then the valid rows are sent once each, the rejected ones are in the CSV with their sheet rows
+    assert (result["recipients"], result["rejected"], result["duplicates"]) == (2, 2, 1)
+    assert "recipients.xlsx:5: duplicate of line 2; sent once" in captured.err
+    lines = rejected.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "email,name,token,line,reason"
+    assert lines[1].startswith("broken@,健,2,3,")
+    assert lines[2] == "c@example.jp,#N/A,3,4,cell B4 holds the error #N/A"
+
+
+def _as_error_cell(path, coordinate: str) -> None:
+    """Mark a cached result as an error value, as Excel saves #N/A (t="e")."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(f'r="{coordinate}" t="str"'.encode(), f'r="{coordinate}" t="e"'.encode())
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("extra, name, expected", [
+    ("encoding: klingon\n", "recipients.csv", "campaign.yaml: encoding: Value error, unknown encoding 'klingon'"),
+    ("sheet: 宛先\n", "recipients.csv", "campaign.yaml: sheet: applies to .xlsx files, not .csv"),
+    ("encoding: cp932\n", "recipients.jsonl", "campaign.yaml: encoding: applies to .csv, .tsv and .txt files, not .jsonl"),
+    ("", "recipients.xls", "recipients.xls: expected a .csv, .tsv, .txt, .xlsx or .jsonl file"),
+])
+def test_recipient_file_keys_that_cannot_apply_are_refused(tmp_path, config_file, capsys, extra, name, expected):
+    campaign = write_campaign(tmp_path / "c", recipients_text="email,name,token\n", name=name, extra=extra)
+    assert _send(config_file, campaign) == 2
+    assert expected in _first_line(capsys.readouterr().err)
