@@ -94,3 +94,20 @@ def test_a_byte_the_named_encoding_cannot_read_names_its_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         _read(path, encoding="cp932")
     assert str(error.value).startswith(f"{path}:2002: not valid cp932 text")
+
+
+def test_a_non_utf8_line_after_the_first_megabyte_stops_at_that_line(tmp_path):
+    # Given a list whose first megabyte is plain ASCII (so it reads as UTF-8) and whose line 60,002
+    # (past the first megabyte) was pasted in from a Shift_JIS file
+    lines = ["email,name\n"] + [f"user{i}@example.com,Name {i}\n" for i in range(80000)]
+    lines[60001] = "late@example.jp,山田\n"
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"".join(line.encode("cp932") for line in lines))
+    # When it is read, then the read stops at that line, before any row past it is used
+    source = open_source(path)
+    with pytest.raises(ConfigError) as error:
+        for _ in source.rows:
+            pass
+    assert path.stat().st_size > 1 << 21
+    assert str(error.value).startswith(f"{path}:60002: not valid utf-8 text")
+    assert "encoding: cp932" in error.value.hint
