@@ -119,11 +119,11 @@ def put_record(clients, table: str, job_id: str, email: str, row: int, status: s
 
 
 def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None = None, cached: dict[str, object] | None = None,
-               sheets: dict[str, list[list]] | None = None) -> Path:
+               sheets: dict[str, list[list]] | None = None, errors: dict[str, str] | None = None) -> Path:
     """A workbook as openpyxl writes it: `rows` on the first sheet ("名簿"), `sheets` more sheets after
     it, `formats` number formats by cell ("D2", or "宛先!D2" on another sheet). openpyxl stores
     formulas without their results (as any script does); `cached` writes the result Excel would have
-    saved next to the formula in a cell, keyed the same way."""
+    saved next to the formula in a cell, keyed the same way, and `errors` an error result (#N/A)."""
     import re
     import zipfile
     from xml.sax.saxutils import escape
@@ -145,13 +145,14 @@ def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None =
         title, coordinate = place(key)
         workbook[title][coordinate].number_format = number_format
     workbook.save(path)
-    if cached:
+    results = {key: (value, ' t="str"' if isinstance(value, str) else (' t="b"' if isinstance(value, bool) else ""))
+               for key, value in (cached or {}).items()} | {key: (value, ' t="e"') for key, value in (errors or {}).items()}
+    if results:
         with zipfile.ZipFile(path) as archive:
             parts = {name: archive.read(name) for name in archive.namelist()}
-        for key, value in cached.items():
+        for key, (value, kind) in results.items():
             title, coordinate = place(key)
             part = f"xl/worksheets/sheet{workbook.sheetnames.index(title) + 1}.xml"
-            kind = ' t="str"' if isinstance(value, str) else (' t="b"' if isinstance(value, bool) else "")
             text = escape(str(int(value) if isinstance(value, bool) else value))
             xml, count = re.subn(rf'<c r="{coordinate}"([^>]*)>(<f>.*?</f>)<v ?/>', rf'<c r="{coordinate}"{kind}\1>\2<v>{text}</v>',
                                  parts[part].decode("utf-8"))

@@ -181,10 +181,9 @@ def test_a_workbook_with_a_formula_never_calculated_stops_naming_the_cell(tmp_pa
 def test_a_workbook_skip_invalid_writes_rejected_rows_and_sends_duplicates_once(tmp_path, config_file, clients, stack, capsys):
     # Given a sheet with a bad address, a cell holding #N/A, and the same address twice
     campaign = write_campaign(tmp_path / "c", recipients_text="", name="recipients.xlsx")
-    path = write_xlsx(tmp_path / "c" / "recipients.xlsx", [
+    write_xlsx(tmp_path / "c" / "recipients.xlsx", [
         ["email", "name", "token"], ["a@example.jp", "花子", 1], ["broken@", "健", 2], ["c@example.jp", "=NA()", 3],
-        ["A@EXAMPLE.JP", "花子 again", 4], ["d@example.jp", "蓮", 5]], cached={"B4": "#N/A"})
-    _as_error_cell(path, "B4")
+        ["A@EXAMPLE.JP", "花子 again", 4], ["d@example.jp", "蓮", 5]], errors={"B4": "#N/A"})
     # When it is sent without --skip-invalid, then exit 2 and nothing enqueued
     assert _send(config_file, campaign) == 2
     assert "recipients.xlsx:3: " in capsys.readouterr().err
@@ -201,18 +200,6 @@ def test_a_workbook_skip_invalid_writes_rejected_rows_and_sends_duplicates_once(
     assert lines[0] == "email,name,token,line,reason"
     assert lines[1].startswith("broken@,健,2,3,")
     assert lines[2] == "c@example.jp,#N/A,3,4,cell B4 holds the error #N/A"
-
-
-def _as_error_cell(path, coordinate: str) -> None:
-    """Mark a cached result as an error value, as Excel saves #N/A (t="e")."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        parts = {name: archive.read(name) for name in archive.namelist()}
-    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(f'r="{coordinate}" t="str"'.encode(), f'r="{coordinate}" t="e"'.encode())
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in parts.items():
-            archive.writestr(name, data)
 
 
 @pytest.mark.parametrize("extra, name, expected", [
