@@ -162,3 +162,42 @@ def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None =
             for name, data in parts.items():
                 archive.writestr(name, data)
     return path
+
+
+def share_strings(path: Path, furigana: dict[str, str] | None = None) -> Path:
+    """Rewrite a workbook's inline strings as Excel saves text: a shared-string table, entries with
+    the phonetic guide (furigana) Japanese Excel records as names are typed."""
+    import re
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    furigana = furigana or {}
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    table: dict[str, int] = {}
+
+    def shared(match: re.Match) -> str:
+        text = re.sub(r"&(lt|gt|amp);", lambda m: {"lt": "<", "gt": ">", "amp": "&"}[m.group(1)], match.group(2))
+        return f'{match.group(1)} t="s"><v>{table.setdefault(text, len(table))}</v></c>'
+
+    for name in [n for n in parts if n.startswith("xl/worksheets/sheet")]:
+        parts[name] = re.sub(r'(<c r="[A-Z]+[0-9]+"(?: s="[0-9]+")?) t="inlineStr"><is><t(?: [^>]*)?>([^<]*)</t></is></c>', shared,
+                             parts[name].decode("utf-8")).encode("utf-8")
+    items = []
+    for text in table:
+        guide = f'<rPh sb="0" eb="{len(text)}"><t>{escape(furigana[text])}</t></rPh><phoneticPr fontId="1"/>' if text in furigana else ""
+        items.append(f"<si><t>{escape(text)}</t>{guide}</si>")
+    parts["xl/sharedStrings.xml"] = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{len(table)}" uniqueCount="{len(table)}">'
+        + "".join(items) + "</sst>").encode("utf-8")
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(b"</Types>", (
+        b'<Override PartName="/xl/sharedStrings.xml" '
+        b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>'))
+    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(b"</Relationships>", (
+        b'<Relationship Id="rIdShared" Target="sharedStrings.xml" '
+        b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"/></Relationships>'))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path

@@ -9,7 +9,7 @@ import pytest
 from mailctl.errors import ConfigError
 from mailctl.recipient_files import open_source
 from mailctl.recipient_sheets import format_datetime, format_number
-from tests.helpers import write_xlsx
+from tests.helpers import share_strings, write_xlsx
 
 HEADER = ["email", "name", "since", "points", "amount", "rate", "member", "total", "label"]
 
@@ -110,3 +110,30 @@ def test_date_formats(value, code, expected):
 ])
 def test_number_formats(value, code, expected):
     assert format_number(value, code) == expected
+
+
+def test_text_saved_by_excel_in_its_shared_string_table_reads_without_furigana(tmp_path):
+    # Given a workbook as Excel saves it: text in the shared-string table, Japanese names with the
+    # phonetic guide the IME recorded, markup characters and a line break escaped Excel's way
+    rows = [["email", "name", "note"], ["hanako@example.jp", "山田 花子", "a < b & \"c\""], ["ken@example.jp", "佐藤 健", "x_x000D_y"],
+            ["again@example.jp", "山田 花子", ""]]
+    path = share_strings(write_xlsx(tmp_path / "list.xlsx", rows), furigana={"山田 花子": "ヤマダ ハナコ", "佐藤 健": "サトウ ケン"})
+    # When it is read, then the names are the typed text, without the guide
+    columns, read = _rows(path)
+    assert columns == rows[0]
+    assert [values for _, values, _ in read] == [rows[1], ["ken@example.jp", "佐藤 健", "x\ry"], ["again@example.jp", "山田 花子", ""]]
+
+
+def test_shared_strings_with_rich_text_runs_across_read_blocks():
+    # Rich text (runs of formatted text) goes through the XML parser; entries cut by a read-block
+    # boundary are read whole
+    import io
+
+    from mailctl.recipient_sheets import _SharedStrings
+
+    rich = '<si><r><rPr><b/></rPr><t>山田</t></r><r><t xml:space="preserve"> 花子</t></r><rPh sb="0" eb="2"><t>ヤマダ</t></rPh></si>'
+    plain = [f"<si><t>name {i}</t></si>" for i in range(60000)]
+    xml = ('<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">' + rich + "".join(plain) + "<si/><si><t>&#x41;&amp;</t></si></sst>")
+    table = _SharedStrings(io.BytesIO(xml.encode("utf-8")))
+    assert len(xml) > 1 << 20
+    assert (len(table), table[0], table[1], table[60000], table[60001], table[60002]) == (60003, "山田 花子", "name 0", "name 59999", "", "A&")
