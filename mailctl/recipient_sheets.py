@@ -22,12 +22,13 @@ import zipfile
 from array import array
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from openpyxl.cell.read_only import ReadOnlyCell
 from openpyxl.reader.excel import ExcelReader
-from openpyxl.utils import coordinate_to_tuple, get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 # The parser read-only mode itself uses (see recipient_files' docstring for why it is used here).
 from openpyxl.worksheet._reader import WorkSheetParser
@@ -116,18 +117,17 @@ class _WorkbookReader(ExcelReader):
                 self.shared_strings = _SharedStrings(source)
 
 
-_INLINE_TEXT = f"{{{SHEET_MAIN_NS}}}is/{{{SHEET_MAIN_NS}}}t"
+_column = lru_cache(maxsize=16384)(column_index_from_string)
 
 
 class _Parser(WorkSheetParser):
     def parse_cell(self, element):
-        if element.get("t") == "inlineStr" and len(element) == 1 and len(element[0]) == 1:
+        if element.get("t") == "inlineStr" and len(element) == 1 and len(element[0]) == 1 and element[0][0].tag == _T:
             # A plain inline string (what script writers produce): openpyxl builds a rich-text
             # object per cell for it, which costs more than the rest of the row together.
-            text = element.find(_INLINE_TEXT)
-            if text is not None:
-                self.col_counter = column = coordinate_to_tuple(element.get("r"))[1] if element.get("r") else self.col_counter + 1
-                return {"row": self.row_counter, "column": column, "value": text.text or "", "data_type": "s", "style_id": 0}
+            coordinate = element.get("r")
+            self.col_counter = column = _column(coordinate.rstrip("0123456789")) if coordinate else self.col_counter + 1
+            return {"row": self.row_counter, "column": column, "value": _unescape(element[0][0].text or ""), "data_type": "s", "style_id": 0}
         cell = super().parse_cell(element)
         if cell["value"] is None and element.find(_FORMULA_TAG) is not None and not element.findtext(_VALUE_TAG):
             cell["value"] = _NO_CACHED_VALUE
@@ -305,57 +305,78 @@ def _iso(value: date | time) -> str:
     return value.isoformat(timespec="seconds" if getattr(value, "second", 0) else "minutes") if isinstance(value, time) else value.isoformat()
 
 
-def format_datetime(value: date | time, code: str) -> str:
-    """The cell as Excel shows it under its date/time format code, or ISO 8601."""
-    section = (_SECTIONS.findall(code) or [""])[0]
-    if section.strip().lower() in _LOCALE_DEFAULTS or section.strip().lower() in ("general", ""):
-        return _iso(value)
-    moment = value if isinstance(value, datetime) else (
-        datetime.combine(value, time(0)) if isinstance(value, date) else datetime.combine(date(1899, 12, 31), value))
+@lru_cache(maxsize=256)
+def _date_plan(code: str) -> tuple[tuple[tuple[str, str], ...], bool] | None:
+    """A format code's first section as steps (kind, argument) and whether it is a 12-hour clock,
+    worked out once per code; None where ISO 8601 is shown instead."""
+    section = (_SECTIONS.findall(code) or [""])[0].strip()
+    if section.lower() in _LOCALE_DEFAULTS or section.lower() in ("general", ""):
+        return None
     tokens = _DATE_TOKEN.findall(section)
     lowered = [t.lower() for t in tokens]
-    twelve_hour = any(t in ("am/pm", "a/p") for t in lowered)
-    out = []
+    steps: list[tuple[str, str]] = []
     for index, (token, low) in enumerate(zip(tokens, lowered)):
         if low.startswith('"'):
-            out.append(token[1:-1])
+            steps.append(("text", token[1:-1]))
         elif low.startswith("\\"):
-            out.append(token[1:])
-        elif low.startswith("["):
-            if low.startswith(("[h", "[m", "[s", "[dbnum")):
-                return _iso(value)  # elapsed time, or another script's digits: not rendered here
-        elif low[0] in "_*":
-            continue
-        elif low[0] in "eg":
-            return _iso(value)  # Japanese era years: not rendered here
-        elif low in ("yyyy", "yy"):
-            out.append(f"{moment.year:04d}" if low == "yyyy" else f"{moment.year % 100:02d}")
+            steps.append(("text", token[1:]))
+        elif low.startswith(("[h", "[m", "[s", "[dbnum")) or low[0] in "eg":
+            return None  # elapsed time, another script's digits, Japanese era years: not rendered here
+        elif low.startswith("[") or low[0] in "_*":
+            continue  # locale, colour, padding
         elif low in ("m", "mm") and _is_minutes(lowered, index):
-            out.append(f"{moment.minute:02d}" if low == "mm" else str(moment.minute))
-        elif low in ("m", "mm", "mmm", "mmmm", "mmmmm"):
-            name = _MONTHS[moment.month - 1]
-            out.append({"m": str(moment.month), "mm": f"{moment.month:02d}", "mmm": name[:3], "mmmm": name, "mmmmm": name[0]}[low])
-        elif low in ("d", "dd"):
-            out.append(str(moment.day) if low == "d" else f"{moment.day:02d}")
-        elif low in ("ddd", "dddd"):
-            name = _DAYS[moment.weekday()]
-            out.append(name[:3] if low == "ddd" else name)
-        elif low in ("aaa", "aaaa"):
-            out.append(_DAYS_JA[moment.weekday()] + ("曜日" if low == "aaaa" else ""))
-        elif low in ("h", "hh"):
-            hour = moment.hour % 12 or 12 if twelve_hour else moment.hour
-            out.append(str(hour) if low == "h" else f"{hour:02d}")
-        elif low in ("s", "ss"):
-            out.append(str(moment.second) if low == "s" else f"{moment.second:02d}")
+            steps.append(("minute", low))
+        elif low in ("yyyy", "yy", "m", "mm", "mmm", "mmmm", "mmmmm", "d", "dd", "ddd", "dddd", "aaa", "aaaa", "h", "hh", "s", "ss"):
+            steps.append((low, ""))
         elif low.startswith(".0"):
-            digits = len(low) - 1
-            out.append("." + f"{moment.microsecond:06d}"[:digits])
+            steps.append(("fraction", str(len(low) - 1)))
         elif low in ("am/pm", "a/p"):
-            pm = moment.hour >= 12
-            text = ("PM" if pm else "AM") if low == "am/pm" else ("P" if pm else "A")
-            out.append(text if token[0].isupper() else text.lower())
+            steps.append(("ampm", token))
         else:
-            out.append(token)
+            steps.append(("text", token))
+    return tuple(steps), any(kind == "ampm" for kind, _ in steps)
+
+
+def format_datetime(value: date | time, code: str) -> str:
+    """The cell as Excel shows it under its date/time format code, or ISO 8601."""
+    plan = _date_plan(code)
+    if plan is None:
+        return _iso(value)
+    steps, twelve_hour = plan
+    moment = value if isinstance(value, datetime) else (
+        datetime.combine(value, time(0)) if isinstance(value, date) else datetime.combine(date(1899, 12, 31), value))
+    hour = (moment.hour % 12 or 12) if twelve_hour else moment.hour
+    month = _MONTHS[moment.month - 1]
+    out = []
+    for kind, argument in steps:
+        if kind == "text":
+            out.append(argument)
+        elif kind == "yyyy":
+            out.append(f"{moment.year:04d}")
+        elif kind == "yy":
+            out.append(f"{moment.year % 100:02d}")
+        elif kind == "minute":
+            out.append(f"{moment.minute:02d}" if argument == "mm" else str(moment.minute))
+        elif kind[0] == "m":
+            out.append({"m": str(moment.month), "mm": f"{moment.month:02d}", "mmm": month[:3], "mmmm": month, "mmmmm": month[0]}[kind])
+        elif kind == "d":
+            out.append(str(moment.day))
+        elif kind == "dd":
+            out.append(f"{moment.day:02d}")
+        elif kind in ("ddd", "dddd"):
+            out.append(_DAYS[moment.weekday()][: 3 if kind == "ddd" else None])
+        elif kind in ("aaa", "aaaa"):
+            out.append(_DAYS_JA[moment.weekday()] + ("曜日" if kind == "aaaa" else ""))
+        elif kind in ("h", "hh"):
+            out.append(str(hour) if kind == "h" else f"{hour:02d}")
+        elif kind in ("s", "ss"):
+            out.append(str(moment.second) if kind == "s" else f"{moment.second:02d}")
+        elif kind == "fraction":
+            out.append("." + f"{moment.microsecond:06d}"[: int(argument)])
+        elif kind == "ampm":
+            pm = moment.hour >= 12
+            text = ("PM" if pm else "AM") if argument.lower() == "am/pm" else ("P" if pm else "A")
+            out.append(text if argument[0].isupper() else text.lower())
     return "".join(out)
 
 
