@@ -9,7 +9,11 @@ file's format (bench/bench_send.py measures it). Each run is a child process; it
 peak RSS (VmHWM, as bench_send reads it) are printed.
 
 The workbook is written once with openpyxl's write_only mode (inline strings, a date column with a
-`yyyy/mm/dd` format) and cached under bench/out/ with its CSV twin.
+`yyyy/mm/dd` format) and cached under bench/out/ with its CSV twin. Excel itself saves text in a
+shared-string table instead; `--file PATH` measures any workbook with `email` and `name` columns
+(one saved by Excel, or by xlsxwriter, which writes Excel's layout), alone.
+
+    .venv/bin/python bench/bench_xlsx.py --file recipients.xlsx
 """
 
 from __future__ import annotations
@@ -91,7 +95,19 @@ def dry_run(campaign: Path) -> tuple[float, float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--file", type=Path, help="measure this workbook (email and name columns) instead")
     args = parser.parse_args()
+    if args.file:
+        directory = OUT / "given-file"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "body.txt").write_text("{{ name }}さん、こんにちは\n", encoding="utf-8")
+        (directory / "campaign.yaml").write_text(
+            f'name: bench-file\nfrom: "Bench <news@example.com>"\nsubject: "{{{{ name }}}}さん"\ntext: body.txt\nrecipients: {args.file.resolve()}\n',
+            encoding="utf-8")
+        wall, peak_mb, result = dry_run(directory / "campaign.yaml")
+        print(f"xlsx: {args.file.stat().st_size / 1e6:6.1f} MB, {result['recipients']:,} rows checked in {wall:.2f} s, "
+              f"{result['recipients'] / wall:,.0f} rows/s, peak RSS {peak_mb:.0f} MB")
+        return
     directory = make_files(args.rows)
     for kind in ("csv", "xlsx"):
         path = directory / f"recipients.{kind}"
