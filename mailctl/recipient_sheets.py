@@ -28,6 +28,7 @@ from typing import Any
 
 from openpyxl.cell.read_only import ReadOnlyCell
 from openpyxl.reader.excel import ExcelReader
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 # The parser read-only mode itself uses (see recipient_files' docstring for why it is used here).
@@ -109,7 +110,21 @@ class _SharedStrings:
         return self._buffer[self._offsets[index]:self._offsets[index + 1]].decode("utf-8")
 
 
+class _UnsizedSheet(ReadOnlyWorksheet):
+    def _get_size(self):
+        """Not needed: the rows are read to the end anyway. openpyxl sizes every sheet on opening,
+        and a file that does not state its size up front (script writers; Excel does) costs a full
+        extra parse whose tree grows with the rows."""
+
+
 class _WorkbookReader(ExcelReader):
+    def read_worksheets(self):
+        for sheet, rel in self.parser.find_sheets():
+            if rel.target in self.valid_files and "chartsheet" not in rel.Type:  # a chart is no list
+                worksheet = _UnsizedSheet(self.wb, sheet.name, rel.target, self.shared_strings)
+                worksheet.sheet_state = sheet.state
+                self.wb._sheets.append(worksheet)
+
     def read_strings(self):
         part = self.package.find(SHARED_STRINGS)
         if part is not None:
