@@ -1,8 +1,10 @@
 """Reading recipient files as operators have them: CSV/TSV in UTF-8, UTF-16 or Shift_JIS (CP932),
 JSON Lines, and Excel workbooks (.xlsx). Every reader streams and yields the same rows.
 
-Encodings. UTF-8 validates itself (legacy text is almost never valid UTF-8), and a BOM names
-UTF-8 or UTF-16 outright, so those are taken without being asked. Shift_JIS is not: EUC-JP and
+Encodings. A BOM names UTF-8 or UTF-16 outright. UTF-8 validates itself (legacy text is almost
+never valid UTF-8): the first megabyte decides, and a later byte that is not UTF-8 stops the read
+at its line (exit 2), so a UTF-8 list pays for no second pass. Those are taken without being
+asked. Shift_JIS is not: EUC-JP and
 Windows-1252 (Western) text decode as Shift_JIS too, as half-width katakana and rare kanji, and a
 wrong guess would mail garbled names. So a file that is not UTF-8 is taken as CP932 (Windows'
 Shift_JIS, what Excel writes) without `encoding:` only if every character it decodes to is one that
@@ -11,11 +13,6 @@ full-width symbols and NEC's circled numbers/㈱, in runs as Japanese writes the
 (half-width kana, level-2 or IBM-extension kanji such as 髙 or 﨑, user-defined characters, a
 single "kanji" inside a Latin word, no two Japanese characters in a row anywhere) is exit 2 naming
 the line, and `encoding: cp932` in the campaign says the operator has looked.
-
-Workbooks. openpyxl's read-only parser streams the sheet; cached values stand in for formulas.
-Its public API gives None both for an empty cell and for a formula whose result was never saved
-(files written by scripts), so the parser is used directly with one override that tells them
-apart: sending a blank where the sheet shows a computed value would be a silent error.
 """
 
 from __future__ import annotations

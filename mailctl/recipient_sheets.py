@@ -11,8 +11,14 @@ the text a person sees in Excel, so that a template renders what the operator re
   (files written by scripts rather than saved by Excel) stops the job: a blank would be sent.
 - An error value (#N/A, #REF!) is a problem of that row.
 
-Row numbers reported are the sheet's row numbers. Memory: openpyxl's read-only mode streams the
-sheet's XML; the workbook's shared-string table (one copy of each distinct text) is held whole.
+Row numbers reported are the sheet's row numbers. Memory: the sheet's XML is streamed; the
+workbook's shared-string table (one copy of each distinct text) is held whole, compactly.
+
+openpyxl's read-only mode is used with three overrides of its internals (hence the pin to 3.1):
+its public API gives None both for an empty cell and for a formula whose result was never saved, so
+the sheet parser's cell hook tells them apart (a blank would be sent where the sheet shows a
+value); its shared-string reader and its sizing scan on opening cost more than the rest of a large
+file (docs/benchmarks.md).
 """
 
 from __future__ import annotations
