@@ -95,7 +95,7 @@ class _SharedStrings:
             pending = data[end:]
         if len(offsets) == 1 and b"<" in pending:
             raise ValueError("unexpected shared-string table layout")  # prefixed tags: not Excel's own
-        self._buffer = bytes(buffer)
+        self._buffer = buffer  # not copied to bytes: that would double the peak for a moment
         self._offsets = offsets
 
     @staticmethod
@@ -158,12 +158,20 @@ class _Parser(WorkSheetParser):
                 yield row
 
     def parse_cell(self, element):
-        if element.get("t") == "inlineStr" and len(element) == 1 and len(element[0]) == 1 and element[0][0].tag == _T:
-            # A plain inline string (what script writers produce): openpyxl builds a rich-text
-            # object per cell for it, which costs more than the rest of the row together.
+        # Text, the commonest cell, without openpyxl's general path: a shared string (Excel) or a
+        # plain inline string (script writers), for which openpyxl builds a rich-text object per
+        # cell that costs more than the rest of the row together.
+        kind = element.get("t")
+        if kind == "s" and len(element) == 1 and element[0].tag == _VALUE_TAG:
+            value = self.shared_strings[int(element[0].text)]
+        elif kind == "inlineStr" and len(element) == 1 and len(element[0]) == 1 and element[0][0].tag == _T:
+            value = _unescape(element[0][0].text or "")
+        else:
+            value = None
+        if value is not None:
             coordinate = element.get("r")
             self.col_counter = column = _column(coordinate.rstrip("0123456789")) if coordinate else self.col_counter + 1
-            return {"row": self.row_counter, "column": column, "value": _unescape(element[0][0].text or ""), "data_type": "s", "style_id": 0}
+            return {"row": self.row_counter, "column": column, "value": value, "data_type": "s", "style_id": 0}
         cell = super().parse_cell(element)
         if cell["value"] is None and element.find(_FORMULA_TAG) is not None and not element.findtext(_VALUE_TAG):
             cell["value"] = _NO_CACHED_VALUE
