@@ -40,19 +40,34 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint():
-    """One moto server for the session, on a free loopback port; tests reset it before use."""
+def _moto_server():
+    """One moto server for the session, on a free loopback port, behind the local stack's SES
+    account rules (mailctl.local.ses_front); tests reset it before use."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from mailctl.local.ses_front import SesFront
+    from mailctl.local.stack import moto_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    front = SesFront()
+    server = moto_server(port, front)
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", front
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(_moto_server):
+    return _moto_server[0]
+
+
+@pytest.fixture
+def ses_front(_moto_server, local_config):
+    """The SES account of this test's (freshly reset) moto: set `ses_front.account`'s rate, quota,
+    sandbox and identities, or move `ses_front.clock.offset` forward."""
+    return _moto_server[1]
 
 
 def reset_moto(endpoint: str) -> None:

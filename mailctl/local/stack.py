@@ -14,12 +14,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailctl.aws.session import LOCAL_CREDENTIALS, Clients
 from mailctl.config import Config, LOCAL_PORT
 from mailctl.errors import OperationalError
 from mailctl.local.provision import Provisioned, provision
+from mailctl.local.ses_front import AccountOptions, SesFront
 from mailctl.local.worker import Handler, LocalWorker
 
 HOST = "127.0.0.1"
@@ -86,6 +87,23 @@ def _hide_unimplemented(record: logging.LogRecord) -> bool:
     return not ("NotImplementedError" in message and "has not been implemented" in message)
 
 
+def moto_server(port: int, front: SesFront, host: str = HOST):
+    """moto's threaded server with the SES account rules in front of its app."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class FrontedMotoServer(ThreadedMotoServer):
+        # ThreadedMotoServer builds its app inside this method; the same, wrapped.
+        def _server_entry(self) -> None:
+            app = front.wrap(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return FrontedMotoServer(ip_address=host, port=port, verbose=False)
+
+
 @dataclass
 class LocalStack:
     """Start, provision, run the worker, stop. Used by `mailctl local up` and by tests."""
@@ -97,10 +115,12 @@ class LocalStack:
     visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT
     handler: Handler | None = None
     log: Callable[[str], None] = lambda message: None
+    ses: AccountOptions | None = None  # the SES account's rate, quota, sandbox, extra identities
 
     def __post_init__(self) -> None:
         self.endpoint = f"http://{HOST}:{self.port}"
         self.config = local_config(self.config, self.endpoint)
+        self.ses_front = SesFront(options=replace(self.ses or AccountOptions(), region=self.config.aws.region))
         self._server = None
         self._worker_thread: threading.Thread | None = None
         self._worker: LocalWorker | None = None
@@ -109,8 +129,6 @@ class LocalStack:
         self.provisioned: Provisioned | None = None
 
     def start(self) -> Provisioned:
-        from moto.server import ThreadedMotoServer
-
         if port_in_use(self.port):
             raise OperationalError(f"local stack: {HOST}:{self.port} is already in use",
                                    hint="is another `mailctl local up` running? otherwise pass --port PORT")
@@ -119,10 +137,11 @@ class LocalStack:
         werkzeug.setLevel(logging.ERROR)
         werkzeug.addFilter(_hide_unimplemented)
         self._point_process_at_stack()
-        self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+        self._server = moto_server(self.port, self.ses_front)
         self._server.start()
         try:
             wait_until_serving(self.endpoint)
+            self.ses_front.reset()  # the --verify identities, known to moto too
             self.log(f"moto listening on {self.endpoint}; provisioning")
             self.provisioned = provision(Clients(self.config), visibility_timeout=self.visibility_timeout)
             for warning in self.provisioned.warnings:
