@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from mailctl.config import LOCAL_PORT
+from mailctl.local.ses_account import DEFAULT_MAX_24_HOUR_SEND, DEFAULT_MAX_SEND_RATE
 from mailctl.console import err
 from mailctl.context import app_context
 from mailctl.errors import OperationalError
@@ -54,10 +55,16 @@ def up(
     port: int = typer.Option(LOCAL_PORT, "--port", min=1, max=65535, help="Loopback port for the moto server."),
     no_worker: bool = typer.Option(False, "--no-worker", help="Do not run the worker (run `mailctl local worker` yourself)."),
     outbox: Path = typer.Option(Path("outbox"), "--outbox", help="Folder where the worker writes every sent mail as .eml."),
+    ses_rate: float = typer.Option(DEFAULT_MAX_SEND_RATE, "--ses-rate", min=0.01, metavar="PER_SECOND", help="The SES account's MaxSendRate (recipients per second; a new sandbox account has 1, production 14)."),
+    ses_quota: float = typer.Option(DEFAULT_MAX_24_HOUR_SEND, "--ses-quota", min=1, metavar="PER_24_HOURS", help="The SES account's Max24HourSend, a rolling 24-hour window (sandbox: 200)."),
+    sandbox: bool = typer.Option(False, "--sandbox", help="Play a sandbox account: every recipient must be verified (or the mailbox simulator)."),
+    verify: list[str] = typer.Option([], "--verify", metavar="IDENTITY", help="Also verify this address or domain (repeatable; example.com and example.jp always are)."),
 ) -> None:
     """Start moto on 127.0.0.1, create the queue, DLQ, bucket, table, SES identities and the sender's
-    function record, run the worker, and serve until Ctrl-C."""
+    function record, run the worker, and serve until Ctrl-C. SES answers as an account with the
+    --ses-* limits would (throttling, daily quota, unverified identities)."""
     _require_local_extra()
+    from mailctl.local.ses_front import AccountOptions
     from mailctl.local.stack import LocalStack, shell_environment
 
     config = app_context(ctx).config
@@ -65,7 +72,8 @@ def up(
     if not no_worker:
         outbox.mkdir(parents=True, exist_ok=True)
         outbox_dir = str(outbox.resolve())
-    stack = LocalStack(config, port=port, worker=not no_worker, outbox=outbox_dir, log=_log)
+    ses = AccountOptions(max_send_rate=ses_rate, max_24_hour_send=ses_quota, sandbox=sandbox, verify=tuple(verify))
+    stack = LocalStack(config, port=port, worker=not no_worker, outbox=outbox_dir, log=_log, ses=ses)
     stop = threading.Event()
     data = sys.stdout
     # The sender logs to stdout (CloudWatch Logs, on AWS); here that is diagnostics, so stderr, and
@@ -75,6 +83,8 @@ def up(
         try:
             _log(f"local stack ready on {stack.endpoint}: queue {provisioned.queue_url.rsplit('/', 1)[-1]}, "
                  f"DLQ {provisioned.dlq_url.rsplit('/', 1)[-1]}, bucket {provisioned.bucket}, table {provisioned.table}")
+            _log(f"SES: {ses_rate:g}/s, {ses_quota:,.0f} per 24 hours, {'sandbox' if sandbox else 'production'}; "
+                 f"verified: {', '.join(sorted(stack.ses_front.account.identities))}")
             _log(f"worker: {'running' if not no_worker else 'not running (--no-worker)'}"
                  + (f"; outbox {outbox_dir}" if outbox_dir else ""))
             _log("in another shell:")

@@ -195,7 +195,8 @@ class SesAccount:
 
     def _refill(self) -> None:
         now = self.clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self.max_send_rate)
+        # max(): a clock a test sets back must not drain the bucket.
+        self._tokens = min(self._burst, self._tokens + max(0.0, now - self._refilled_at) * self.max_send_rate)
         self._refilled_at = now
 
     def _expire(self, now: float) -> None:

@@ -68,10 +68,15 @@ class AcceptedSend:
 
 
 class AdjustableClock:
-    """The wall clock plus an offset that tests move forward (over HTTP: `advance_seconds`)."""
+    """The wall clock plus an offset that tests move forward (over HTTP: `advance_seconds`); an
+    in-process test may also replace `base` (a reset restores both)."""
 
     def __init__(self, base: Callable[[], float] = time.time):
         self.base = base
+        self.offset = 0.0
+
+    def restore(self) -> None:
+        self.base = time.time
         self.offset = 0.0
 
     def __call__(self) -> float:
@@ -98,7 +103,7 @@ class SesFront:
 
     def reset(self) -> None:
         if isinstance(self.clock, AdjustableClock):
-            self.clock.offset = 0.0
+            self.clock.restore()
         self.account = self._new_account()
         _mirror_to_moto(self.account.identities, self.options.region)
 
@@ -303,3 +308,16 @@ def _mirror_to_moto(identities: Iterable[str], region: str) -> None:
 
 def _moto_has_configuration_set(name: str, region: str) -> bool:
     return name in _moto_ses(region).config_sets
+
+
+def change_account(endpoint: str, **change: Any) -> dict[str, Any]:
+    """POST an `AccountChange` to a running stack (e.g. `mailctl local up` in another process);
+    returns the account's state afterwards."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{endpoint}{CONTROL_PATH}", data=json.dumps(change).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
