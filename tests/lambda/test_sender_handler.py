@@ -427,9 +427,11 @@ def test_sending_paused_fails_the_records_without_blaming_recipients(sender_env)
 
 
 def test_the_configuration_set_and_job_tag_reach_ses(sender_env, monkeypatch):
-    # Given a configured configuration set, and SES that records what it is asked to do
+    # Given a configured configuration set that exists (SES refuses one that does not), and SES
+    # that records what it is asked to do
     h = sender_env
     monkeypatch.setenv("MAILCTL_CONFIGURATION_SET", "mailctl-events")
+    h.clients.client("sesv2").create_configuration_set(ConfigurationSetName="mailctl-events")
     ses = faulty_ses(lambda to, n: None)
     record = h.record("job with spaces/1", 0, people(1))
 
