@@ -23,6 +23,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from mailctl.errors import ConfigError
+from mail_sender.addresses import AddressProblem, to_ses
 from mail_sender.contract import encode_recipient
 from mail_sender.templating import TemplateSet
 
@@ -57,9 +58,14 @@ def normalize_address(address: str) -> str:
         if len(normalized) <= 254:
             return normalized
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        normalized = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise RowProblem(str(exc)) from None
+    try:
+        to_ses(normalized)  # what the sender will do: refused here, not at SES
+    except AddressProblem as exc:
+        raise RowProblem(exc.reason) from None
+    return normalized
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from mail_sender.contract import (
     parse_pointer,
     shard_of,
 )
+from mail_sender.addresses import AddressProblem, to_ses
 from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
 from mail_sender.ratelimit import TokenBucket
@@ -458,9 +459,14 @@ class Sender:
         except TemplateProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"template: {exc}")
         try:
+            # SES takes IDN domains only in Punycode, in the To header and the Destination alike.
+            address = to_ses(recipient.email.strip())
+        except AddressProblem as exc:
+            return _outcome("failed", recipient, self._clock(), reason=f"address: {exc.reason}")
+        try:
             raw = build_message(
                 headers=bundle.headers,
-                to=recipient.email,
+                to=address,
                 subject=rendered.subject,
                 text=rendered.text,
                 html=rendered.html,
@@ -478,7 +484,7 @@ class Sender:
         try:
             message_id = self.ses.send_raw(
                 raw,
-                to=recipient.email.strip(),
+                to=address,
                 tags={"job_id": chunk.job_id},
                 configuration_set=bundle.configuration_set or self.settings.configuration_set,
             )

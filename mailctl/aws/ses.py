@@ -1,4 +1,5 @@
-"""SES adapter for `mailctl doctor`: the account's limits and sandbox state, and identity verification.
+"""SES adapter for `mailctl send`'s pre-send checks and `mailctl doctor`: the account's limits and
+sandbox state, identity verification and DKIM, configuration sets.
 
 Sending itself happens in the Lambda (lambda/mail_sender); mailctl only reads.
 """
@@ -24,6 +25,23 @@ class SesAccount:
     max_send_rate: float | None
     max_24_hour_send: float | None
     source: str  # the operation the figures came from
+    sent_last_24_hours: float | None = None
+
+    @property
+    def quota_left(self) -> float | None:
+        if self.max_24_hour_send is None or self.sent_last_24_hours is None:
+            return None
+        return max(0.0, self.max_24_hour_send - self.sent_last_24_hours)
+
+
+@dataclass(frozen=True)
+class SesIdentity:
+    """GetEmailIdentity, reduced to what sending depends on."""
+
+    name: str
+    verified_for_sending: bool
+    verification_status: str  # SUCCESS, PENDING, FAILED, TEMPORARY_FAILURE, NOT_STARTED
+    dkim_status: str | None  # DkimAttributes.Status, same values; None when SES says nothing
 
 
 class SesAdapter:
@@ -48,6 +66,7 @@ class SesAdapter:
             max_send_rate=_float(quota.get("MaxSendRate")),
             max_24_hour_send=_float(quota.get("Max24HourSend")),
             source="GetAccount",
+            sent_last_24_hours=_float(quota.get("SentLast24Hours")),
         )
 
     def _classic_account(self) -> SesAccount:
@@ -59,11 +78,11 @@ class SesAdapter:
             max_send_rate=_float(quota.get("MaxSendRate")),
             max_24_hour_send=_float(quota.get("Max24HourSend")),
             source="GetSendQuota",
+            sent_last_24_hours=_float(quota.get("SentLast24Hours")),
         )
 
-    def identity_status(self, identity: str) -> str | None:
-        """VerificationStatus of an email address or domain identity (SUCCESS, PENDING, FAILED,
-        TEMPORARY_FAILURE, NOT_STARTED), or None when SES has no such identity."""
+    def identity(self, identity: str) -> SesIdentity | None:
+        """An email address or domain identity as SES sees it, or None when SES has no such identity."""
         try:
             response = self.client.get_email_identity(EmailIdentity=identity)
         except ClientError as exc:
@@ -72,10 +91,38 @@ class SesAdapter:
             raise translate(exc, f"SES identity {identity}") from exc
         except BotoCoreError as exc:
             raise translate(exc, f"SES identity {identity}") from exc
-        status = response.get("VerificationStatus")
-        if status is None:
-            status = "SUCCESS" if response.get("VerifiedForSendingStatus") else "PENDING"
-        return status
+        verified = bool(response.get("VerifiedForSendingStatus"))
+        return SesIdentity(
+            name=identity,
+            verified_for_sending=verified,
+            verification_status=response.get("VerificationStatus") or ("SUCCESS" if verified else "PENDING"),
+            dkim_status=(response.get("DkimAttributes") or {}).get("Status"),
+        )
+
+    def identity_status(self, identity: str) -> str | None:
+        """VerificationStatus of an identity, or None when SES has no such identity."""
+        found = self.identity(identity)
+        return found.verification_status if found else None
+
+    def sending_identity(self, address: str) -> tuple[SesIdentity | None, list[SesIdentity | None]]:
+        """The identity that lets `address` send (the address itself or its domain), and every
+        candidate looked at, in order (None where SES has no such identity)."""
+        domain = address.rpartition("@")[2].lower()
+        names = [address] + ([domain] if "@" in address else [])
+        seen = [self.identity(name) for name in names]
+        verified = [i for i in seen if i is not None and i.verified_for_sending]
+        return (verified[-1] if verified else None), seen
+
+    def configuration_set_exists(self, name: str) -> bool:
+        try:
+            self.client.get_configuration_set(ConfigurationSetName=name)
+        except ClientError as exc:
+            if error_code(exc) in _IDENTITY_MISSING | {"ConfigurationSetDoesNotExist", "ConfigurationSetDoesNotExistException"}:
+                return False
+            raise translate(exc, f"SES configuration set {name}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"SES configuration set {name}") from exc
+        return True
 
     def identities(self) -> list[dict[str, Any]]:
         """Every identity of the account: {IdentityName, IdentityType, SendingEnabled, VerificationStatus?}."""

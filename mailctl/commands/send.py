@@ -13,7 +13,7 @@ from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
 from mailctl.errors import UserError, ValidationFailed
 from mailctl.services import ops as ops_service
-from mailctl.services import send as service
+from mailctl.services import presend, send as service
 
 SHOWN_PROBLEMS = 20
 
@@ -29,6 +29,7 @@ def send(
     rejected_file: Path = typer.Option(None, "--rejected-file", help="Where --skip-invalid writes rejected rows (default: <recipients>.rejected.csv).", show_default=False),
     new_job: bool = typer.Option(False, "--new-job", help="Start a new job even if this campaign was sent or partly sent before."),
     chunk_size: int = typer.Option(None, "--chunk-size", min=1, max=1000, help="Recipients per SQS message (default from config).", show_default=False),
+    over_quota: bool = typer.Option(False, "--over-quota", help="Send a job bigger than the SES 24-hour quota left (the rest waits for the rolling window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
 ) -> None:
     """Check a whole campaign, then enqueue it on SQS (S3 overflow for oversized messages).
@@ -60,7 +61,9 @@ def send(
         if to:
             service.prepare_test_send(check, to, campaign.model.email_column)
         job_id = service.job_id_for(campaign, check, config, limit=limit, to=to, new_job=new_job or bool(to))
-        _show_plan(campaign, check, config, job_id, dry_run, full=dry_run or not yes)
+        # The account is asked before the plan is shown: an unverified From stops here (a dry run touches no AWS).
+        account = None if dry_run else presend.check_job(app.clients, campaign, config, check.spooled, over_quota)
+        _show_plan(campaign, check, config, job_id, dry_run, full=dry_run or not yes, account=account)
         if dry_run:
             if as_json:
                 print_json({**_summary(job_id, check, config), "dry_run": True})
@@ -74,7 +77,7 @@ def send(
         check.discard()
 
     if as_json:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "account": account.as_dict()})
     else:
         if result.already_enqueued and not result.enqueued_now and result.resumed and result.state == "enqueued" and result.already_enqueued == result.messages:
             err.print(f"job {result.job_id} was already enqueued in full; nothing sent again (pass --new-job to send again)")
@@ -107,7 +110,7 @@ def _report_problems(check: service.CheckResult) -> None:
         err.print(f"... and {check.duplicates - SHOWN_PROBLEMS:,} more duplicates", markup=False)
 
 
-def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool, full: bool) -> None:
+def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool, full: bool, account: presend.AccountPlan | None) -> None:
     from mail_sender.templating import TemplateProblem
 
     summary = _summary(job_id, check, config)
@@ -118,6 +121,8 @@ def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_ru
     table.add_row("messages", f"{summary['messages']:,} of up to {config.sending.chunk_size} recipients")
     table.add_row("bytes", f"{check.spool_bytes / 1048576:,.1f} MiB of recipient data")
     table.add_row("queue", f"{config.queue} ({config.aws.endpoint_url or config.aws.region})")
+    for label, text in account.plan_rows() if account else []:
+        table.add_row(label, text)
     sample_row = check.first_row or {}
     try:
         rendered = campaign.templates.render(sample_row)
@@ -129,7 +134,9 @@ def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_ru
     if full:
         err.print(table)
     else:
-        err.print(f"job {job_id}: {summary['recipients']:,} recipients in {summary['messages']:,} messages to {config.queue}", markup=False, soft_wrap=True)
+        estimate = account.estimated_seconds if account else None
+        err.print(f"job {job_id}: {summary['recipients']:,} recipients in {summary['messages']:,} messages to {config.queue}"
+                  + (f"; about {presend.duration(estimate)} at the SES account's rate" if estimate is not None else ""), markup=False, soft_wrap=True)
 
 
 def _enqueue(app, campaign, check: service.CheckResult, job_id: str, as_json: bool) -> service.SendResult:
