@@ -1,4 +1,5 @@
-"""Row checks. The fast address path must agree with email-validator on every input."""
+"""Row checks. The fast address path must agree with email-validator on every input (with SMTPUTF8
+off: SES takes only ASCII before the @)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ TRICKY = [
 
 def _reference(address: str) -> str | None:
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError:
         return None
 
