@@ -481,8 +481,10 @@ def enqueue_job(
 
     bundle_body, digest = contract.encode_bundle(campaign.bundle(config.sending.configuration_set))
     bundle = contract.BundleRef(bucket=config.bucket, key=contract.bundle_key(digest))
-    if not store.exists(bundle.key):
-        store.put(bundle.key, bundle_body, "application/json")
+    # Put even when present: the bucket's lifecycle expires objects N days after their last write
+    # (reads do not count), and this job's messages may live that long from now. Rewriting the
+    # same few kilobytes restarts the bundle's age for every job that reuses it.
+    store.put(bundle.key, bundle_body, "application/json")
     rows_key = f"jobs/{job_id}/recipients.jsonl.gz"
     # The rows file (what `status --export-unsent` reads) is compressed and uploaded on the other
     # core while the chunks are enqueued; zlib and the socket release the GIL.

@@ -1,0 +1,78 @@
+"""A reused template bundle outlives the bucket's lifecycle for every job that uses it.
+
+S3's lifecycle `Expiration` counts days from an object's last write; reading it does not reset the
+age. The lifecycle is played here on moto by ageing the object (its LastModified) and deleting what
+the bucket's rule would expire, as S3 would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from mail_sender import handler
+from mailctl.cli import main
+from mailctl.local.worker import LocalWorker
+from tests.helpers import people, write_campaign
+
+
+def age_object(bucket: str, key: str, days: float) -> None:
+    """Make the object `days` old, as if written then (moto keeps LastModified on its key)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
+    stored.last_modified = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days)
+
+
+def run_lifecycle(s3, bucket: str, now: datetime) -> list[str]:
+    """Delete what the bucket's Expiration rules expire at `now`; returns the keys deleted."""
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    days = min(r["Expiration"]["Days"] for r in rules if r["Status"] == "Enabled" and "Days" in r.get("Expiration", {}))
+    expired = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+               if o["LastModified"] + timedelta(days=days) <= now]
+    for key in expired:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return expired
+
+
+def bundle_keys(s3, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if o["Key"].startswith("bundles/")]
+
+
+def test_a_job_that_reuses_an_old_bundle_refreshes_it_and_its_mail_goes_out_after_the_old_expiry(
+        tmp_path, config_file, clients, stack, moto_endpoint):
+    handler.install(None)
+    try:
+        # Given a campaign sent 14 days ago (its bundle is 14 days old; the bucket expires after 15)
+        first = write_campaign(tmp_path / "first", people(2))
+        assert main(["--config", config_file, "send", str(first), "--yes"]) == 0
+        LocalWorker(clients, wait_seconds=1).run(until_empty=True)
+        (bundle,) = bundle_keys(clients.s3, stack.bucket)
+        age_object(stack.bucket, bundle, days=14)
+
+        # When a new job with the same templates is enqueued today
+        second = write_campaign(tmp_path / "second", people(3, start=10))
+        assert main(["--config", config_file, "send", str(second), "--yes"]) == 0
+        assert bundle_keys(clients.s3, stack.bucket) == [bundle]  # the same bundle, content-addressed
+
+        # And two days pass before its messages are delivered (throttled, paused, waiting for quota)
+        expired = run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=2))
+
+        # Then the lifecycle did not take the bundle: its age restarted with the new job
+        assert bundle not in expired
+        assert bundle_keys(clients.s3, stack.bucket) == [bundle]
+        # And the second job's mail goes out, nothing in the DLQ
+        stats = LocalWorker(clients, wait_seconds=1).run(until_empty=True)
+        assert stats.deleted == 1
+        dead = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+        assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    finally:
+        handler.install(None)
+
+
+def test_the_lifecycle_simulation_does_expire_an_old_bundle(tmp_path, config_file, clients, stack):
+    # The rig itself: a bundle left 14 days old is gone two days later (what happened before the fix)
+    campaign = write_campaign(tmp_path / "c", people(1))
+    assert main(["--config", config_file, "send", str(campaign), "--yes"]) == 0
+    (bundle,) = bundle_keys(clients.s3, stack.bucket)
+    age_object(stack.bucket, bundle, days=14)
+    assert bundle in run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=2))
