@@ -160,15 +160,42 @@ def test_function_role_is_least_privilege(template):
         assert not any("*" in action for action in listed), listed
         assert statement.get("Resource") not in (None, "*")
         for action in listed:
-            actions[action] = statement["Resource"]
+            resource = statement["Resource"]
+            actions.setdefault(action, []).extend(resource if isinstance(resource, list) else [resource])
     # And each service gets only the verbs the sender uses, on its own resource
     assert {a for a in actions if a.startswith("sqs:")} == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}
-    assert actions["sqs:ReceiveMessage"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    assert actions["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["Queue", "Arn"]}]
     assert {a for a in actions if a.startswith("s3:")} == {"s3:GetObject"}
     assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-    assert actions["dynamodb:GetItem"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    assert actions["dynamodb:GetItem"] == [{"Fn::GetAtt": ["StateTable", "Arn"]}]
     assert {a for a in actions if a.startswith("ses:")} == {"ses:SendEmail", "ses:SendRawEmail"}
     assert all("identity/" in str(r) or "configuration-set/" in str(r) for r in actions["ses:SendEmail"])
+
+
+def test_the_role_may_send_through_every_allowed_configuration_set(template):
+    # Given the operator's list of configuration sets campaigns may name
+    assert template["Parameters"]["AllowedConfigurationSets"]["Type"] == "CommaDelimitedList"
+    statements = [s for p in template["Resources"]["SenderRole"]["Properties"]["Policies"]
+                  for s in p["PolicyDocument"]["Statement"]]
+    (statement,) = [s for s in statements if s.get("Sid") == "SendThroughAllowedConfigurationSets"]
+    # Then each name becomes a configuration-set ARN the role may send through, in this account and region
+    def resolve(value, names):
+        if isinstance(value, dict) and "Ref" in value:
+            return names
+        if isinstance(value, dict) and "Fn::Join" in value:
+            delimiter, parts = value["Fn::Join"]
+            resolved = resolve(parts, names)
+            return delimiter.join(resolved if parts == {"Ref": "AllowedConfigurationSets"} else [resolve(p, names) for p in parts])
+        if isinstance(value, dict) and "Fn::Split" in value:
+            delimiter, source = value["Fn::Split"]
+            return resolve(source, names).split(delimiter)
+        return value
+
+    assert resolve(statement["Resource"], ["newsletter", "transactional-events"]) == [
+        "arn:*:ses:*:*:configuration-set/newsletter", "arn:*:ses:*:*:configuration-set/transactional-events"]
+    assert resolve(statement["Resource"], [""]) == ["arn:*:ses:*:*:configuration-set/"]  # the default grants no set
+    assert statement["Condition"]["StringEquals"] == {"aws:ResourceAccount": {"Ref": "AWS::AccountId"},
+                                                      "aws:RequestedRegion": {"Ref": "AWS::Region"}}
 
 
 def test_outputs_name_every_value_mailctl_yaml_needs(template):
