@@ -104,7 +104,9 @@ def run_doctor(config: Config, clients: Clients, identities: list[str] | None = 
     guarded("payload_lifecycle", lambda: _payload_lifecycle(config, clients, facts))
     guarded("table_ttl", lambda: _table_ttl(config, clients))
     ses = SesAdapter(clients.sesv2, clients.client("ses"))
-    guarded("ses_identity", lambda: _ses_identities(config, clients, ses, identities))
+    bundles = _recent_bundles(config, clients)
+    guarded("ses_identity", lambda: _ses_identities(config, ses, identities, bundles))
+    guarded("configuration_set", lambda: _configuration_sets(config, ses, bundles))
     guarded("ses_account", lambda: _ses_account(ses, facts))
     checks.append(_send_rate(config, facts))
     return checks
@@ -341,14 +343,14 @@ def _table_ttl(config: Config, clients: Clients) -> Check:
     )
 
 
-def _sender_identities(config: Config, clients: Clients) -> list[str]:
-    """The From addresses of the newest jobs (read from their template bundles), best effort."""
+def _recent_bundles(config: Config, clients: Clients) -> list[dict[str, Any]]:
+    """The template bundles of the newest jobs, best effort."""
     try:
         manifests = StateTable(clients.dynamodb, config.table).list_manifests()
     except MailctlError:
         return []
     manifests.sort(key=lambda m: str(m.get("created_at", "")), reverse=True)
-    found: list[str] = []
+    bundles: list[dict[str, Any]] = []
     for manifest in manifests[:3]:
         key = manifest.get("bundle_key")
         if not key:
@@ -357,14 +359,17 @@ def _sender_identities(config: Config, clients: Clients) -> list[str]:
             bundle = json.loads(S3Store(clients.s3, config.bucket).get(str(key), bucket=manifest.get("bucket") or None))
         except (MailctlError, ValueError):
             continue
-        address = parseaddr(str(bundle.get("from", "")))[1] if isinstance(bundle, dict) else ""
-        if address and address not in found:
-            found.append(address)
-    return found
+        if isinstance(bundle, dict):
+            bundles.append(bundle)
+    return bundles
 
 
-def _ses_identities(config: Config, clients: Clients, ses: SesAdapter, identities: list[str] | None) -> list[Check]:
-    wanted = list(identities or []) or _sender_identities(config, clients)
+def _distinct(values: list[str]) -> list[str]:
+    return [v for i, v in enumerate(values) if v and v not in values[:i]]
+
+
+def _ses_identities(config: Config, ses: SesAdapter, identities: list[str] | None, bundles: list[dict[str, Any]]) -> list[Check]:
+    wanted = list(identities or []) or _distinct([parseaddr(str(b.get("from", "")))[1] for b in bundles])
     if not wanted:
         verified = [i.get("IdentityName") for i in ses.identities() if i.get("VerificationStatus", "SUCCESS") == "SUCCESS" and i.get("SendingEnabled", True)]
         if verified:
@@ -379,17 +384,39 @@ def _ses_identities(config: Config, clients: Clients, ses: SesAdapter, identitie
     checks = []
     for identity in wanted:
         domain = identity.rsplit("@", 1)[-1].lower()
-        candidates = [identity] + ([domain] if "@" in identity else [])
-        statuses = {c: ses.identity_status(c) for c in candidates}
-        verified = [c for c, s in statuses.items() if s == "SUCCESS"]
-        if verified:
-            checks.append(Check("ses_identity", OK, f"SES identity {verified[-1]} is verified (sender {identity})"))
-            continue
-        seen = ", ".join(f"{c}: {s.lower() if s else 'not an identity'}" for c, s in statuses.items())
-        checks.append(Check(
-            "ses_identity", PROBLEM, f"sender {identity} is not verified in SES ({seen}): every send would be rejected",
-            f"verify the domain {domain} in SES (publish its DKIM records) in region {config.aws.region}",
-        ))
+        verified, seen = ses.sending_identity(identity)
+        if verified is None:
+            found = ", ".join(f"{i.name}: {i.verification_status.lower()}" for i in seen if i is not None) or "not an identity"
+            checks.append(Check(
+                "ses_identity", PROBLEM, f"sender {identity} is not verified in SES ({found}): every send would be rejected",
+                f"verify the domain {domain} in SES (publish its DKIM records) in region {config.aws.region}",
+            ))
+        elif verified.dkim_status not in (None, "SUCCESS"):
+            checks.append(Check(
+                "ses_identity", WARNING,
+                f"SES identity {verified.name} is verified (sender {identity}) but its DKIM is {verified.dkim_status.lower()}: "
+                "Gmail and Yahoo expect bulk mail DKIM-signed",
+                f"publish the DKIM CNAME records SES shows for {domain} (Easy DKIM), then wait for DKIM status SUCCESS",
+            ))
+        else:
+            checks.append(Check("ses_identity", OK, f"SES identity {verified.name} is verified and DKIM-signed (sender {identity})"))
+    return checks
+
+
+def _configuration_sets(config: Config, ses: SesAdapter, bundles: list[dict[str, Any]]) -> list[Check]:
+    named = _distinct([config.sending.configuration_set or ""] + [str(b.get("configuration_set") or "") for b in bundles])
+    if not named:
+        return [Check("configuration_set", OK, "no configuration set named (config sending.configuration_set, newest jobs)")]
+    checks = []
+    for name in named:
+        if ses.configuration_set_exists(name):
+            checks.append(Check("configuration_set", OK, f"SES configuration set {name} exists"))
+        else:
+            checks.append(Check(
+                "configuration_set", PROBLEM, f"SES configuration set {name} does not exist: every send naming it is refused",
+                f"create it in SES in {config.aws.region} (with its event destination), add it to the template's "
+                "AllowedConfigurationSets, or stop naming it",
+            ))
     return checks
 
 
@@ -412,7 +439,9 @@ def _ses_account(ses: SesAdapter, facts: _Facts) -> Check:
     if not account.production_access:
         return Check(
             "ses_account", WARNING, f"SES account is in the sandbox: mail goes only to verified addresses ({quota})",
-            "request production access in the SES console (account dashboard)",
+            "before a first real campaign: verify the From domain with DKIM, then request production access "
+            "for this region (SES console, account dashboard) with the daily volume and rate your largest "
+            "campaign needs; see docs/deploy.md, 'A new SES account'",
         )
     return Check("ses_account", OK, f"SES production access ({quota})")
 

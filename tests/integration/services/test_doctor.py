@@ -17,7 +17,7 @@ from mailctl.local.provision import provision
 
 EVERY_CHECK = {
     "sender_function", "visibility_timeout", "redrive_policy", "dlq_retention", "message_size", "batch_item_failures",
-    "idempotency_expiry", "payload_lifecycle", "table_ttl", "ses_identity", "ses_account", "send_rate",
+    "idempotency_expiry", "payload_lifecycle", "table_ttl", "ses_identity", "configuration_set", "ses_account", "send_rate",
 }
 
 
@@ -297,3 +297,47 @@ def test_without_identity_it_checks_the_from_of_the_newest_job(doctor_clients, s
     assert code == 1
     assert checks["ses_identity"]["status"] == "problem"
     assert "news@unverified.test" in checks["ses_identity"]["detail"]
+
+
+def test_a_verified_sender_without_dkim_is_a_warning_naming_the_records(sound_stack, config_file, ses_front, capsys):
+    # Given a sender address verified on its own (its domain is not an identity, so nothing signs for it)
+    ses_front.account.verify("solo@other.test")
+
+    # When doctor checks it
+    code, checks = run_doctor_json(config_file, capsys, "--identity", "solo@other.test")
+
+    # Then it is verified but DKIM is not: a warning whose fix is the DKIM records
+    assert code == 0
+    assert checks["ses_identity"]["status"] == "warning"
+    assert "DKIM is not_started" in checks["ses_identity"]["detail"]
+    assert "DKIM CNAME records" in checks["ses_identity"]["fix"]
+
+
+def test_a_configuration_set_that_does_not_exist_is_a_problem(sound_stack, doctor_config, tmp_path, doctor_clients, capsys):
+    # Given a config naming a configuration set SES does not have
+    doctor_config.sending.configuration_set = "newsletter-events"
+    path = tmp_path / "with-set.yaml"
+    path.write_text(yaml.safe_dump(doctor_config.model_dump(mode="json", exclude_none=True)))
+
+    # When doctor runs: a problem naming it
+    code, checks = run_doctor_json(str(path), capsys)
+    assert code == 1
+    assert checks["configuration_set"]["status"] == "problem"
+    assert "newsletter-events does not exist" in checks["configuration_set"]["detail"]
+
+    # Once it exists, the check passes
+    doctor_clients.sesv2.create_configuration_set(ConfigurationSetName="newsletter-events")
+    code, checks = run_doctor_json(str(path), capsys)
+    assert checks["configuration_set"]["status"] == "ok"
+
+
+def test_a_new_sandbox_account_is_told_what_to_do_before_a_first_campaign(sound_stack, config_file, ses_front, capsys):
+    # Given a new account: sandbox, 1/s, 200 a day
+    ses_front.account.sandbox = True
+    ses_front.account.set_limits(max_send_rate=1, max_24_hour_send=200)
+
+    code, checks = run_doctor_json(config_file, capsys)
+
+    assert checks["ses_account"]["status"] == "warning"
+    assert "sandbox" in checks["ses_account"]["detail"] and "max send rate 1/s, 200 per 24 h" in checks["ses_account"]["detail"]
+    assert "request production access" in checks["ses_account"]["fix"] and "DKIM" in checks["ses_account"]["fix"]
