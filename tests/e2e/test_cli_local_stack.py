@@ -135,29 +135,52 @@ def test_an_undecodable_message_ends_in_the_dlq_and_can_be_exported_and_redriven
     assert message_id not in {letter["message_id"] for letter in stack.json("dlq", "list")}
 
 
-def test_a_permanent_ses_rejection_is_a_failed_recipient_not_a_dead_letter(stack, tmp_path):
+def test_an_unverified_from_stops_at_the_desk_with_nothing_enqueued(stack, tmp_path):
     # Given a campaign whose From is a domain SES has not verified
-    rows = rows_for("rejected", 20, domain="example.com")
-    path = campaign(tmp_path / "rejected", rows, sender="news@unverified.example.net")
+    path = campaign(tmp_path / "unverified", rows_for("unverified", 5, domain="example.com"), sender="news@unverified.example.net")
+    jobs_before = {j["job_id"] for j in stack.json("jobs")}
 
-    # When it is sent and the worker has tried every recipient
-    job = stack.json("send", str(path), "--yes")["job_id"]
-    status = stack.wait_settled(job)
+    # When it is sent: exit 2, the first line names the campaign's From, and a hint says what to verify
+    result = stack.mailctl("send", str(path), "--yes", expect=2)
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("error: ") and "from: news@unverified.example.net is not a verified SES identity" in first
+    assert "hint: verify the domain unverified.example.net in SES" in result.stderr
 
-    # Then every recipient failed for one reason, SES's rejection, and nothing went to the DLQ
-    assert (status["sent"], status["failed"], status["not_started"]) == (0, 20, 0)
-    ((reason, count),) = status["failed_by_reason"].items()
-    assert count == 20 and "MessageRejected" in reason
+    # Then no job was created and nothing was sent
+    assert {j["job_id"] for j in stack.json("jobs")} == jobs_before
+    assert addressed_to(stack.ses_messages(), {f"unverified{i}@example.com" for i in range(5)}) == []
+
+
+def test_in_the_sandbox_an_unverified_recipient_fails_alone_not_as_a_dead_letter(stack, tmp_path):
+    from mailctl.local.ses_front import change_account
+
+    # Given a sandbox account: recipients on the verified example.com get mail, others do not
+    change_account(stack.endpoint, sandbox=True)
+    try:
+        verified = rows_for("inbox", 15, domain="example.com")
+        strangers = rows_for("stranger", 5, domain="unverified.example.net")
+        path = campaign(tmp_path / "rejected", verified + strangers)
+
+        # When it is sent and the worker has tried every recipient
+        job = stack.json("send", str(path), "--yes")["job_id"]
+        status = stack.wait_settled(job)
+    finally:
+        change_account(stack.endpoint, sandbox=False)
+
+    # Then the verified recipients got their mail, each stranger failed with SES's rejection naming
+    # them, and nothing went to the DLQ
+    assert (status["sent"], status["failed"], status["not_started"]) == (15, 5, 0)
+    assert len(addressed_to(stack.ses_messages(), {r["email"] for r in verified})) == 15
+    assert all("MessageRejected" in reason and "not verified" in reason for reason in status["failed_by_reason"])
     assert status["dlq_messages"] == 0
     assert stack.json("dlq", "list", "--job", job) == []
-    addresses = {r["email"] for r in rows}
+    addresses = {r["email"] for r in strangers}
     assert addressed_to(stack.ses_messages(), addresses) == []
-    assert stack.outbox_messages(job) == []
 
-    # And `--recipients failed` lists them with the reason
+    # And `--recipients failed` lists them, each with SES's reason naming that recipient
     failed = stack.json("status", job, "--recipients", "failed")
     assert sorted(r["email"] for r in failed) == sorted(addresses)
-    assert {(r["state"], r["reason"]) for r in failed} == {("failed", reason)}
+    assert all(r["state"] == "failed" and r["reason"].endswith(r["email"]) for r in failed)
 
     # And `--export-unsent` writes their original rows with state and reason
     unsent = tmp_path / "unsent.csv"
@@ -165,8 +188,8 @@ def test_a_permanent_ses_rejection_is_a_failed_recipient_not_a_dead_letter(stack
     with unsent.open(encoding="utf-8", newline="") as handle:
         exported = list(csv.DictReader(handle))
     assert sorted(r["email"] for r in exported) == sorted(addresses)
-    assert {(r["state"], r["reason"]) for r in exported} == {("failed", reason)}
-    assert {r["name"] for r in exported} == {r["name"] for r in rows}
+    assert {r["state"] for r in exported} == {"failed"}
+    assert {r["name"] for r in exported} == {r["name"] for r in strangers}
 
 
 def test_a_cancelled_job_is_skipped_and_sends_nothing(stack, tmp_path):
