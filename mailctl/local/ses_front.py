@@ -140,7 +140,8 @@ class SesFront:
             if created and status < 300:
                 self.account.verify(created)
             return result
-        if path == "/" and method == "POST":
+        if path == "/" and method == "POST" and "/ses/aws4_request" in environ.get("HTTP_AUTHORIZATION", ""):
+            # Only SES v1 calls are read: the other query/JSON services (SQS above all) pass untouched.
             self._v1_identity_change(environ)
         return app(environ, start_response)
 

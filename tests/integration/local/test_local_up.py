@@ -40,7 +40,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens there: bindable as `local up` binds (SO_REUSEADDR), so that a connection the
+    server closed first, lingering in TIME_WAIT as TCP requires, does not count as taken."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
