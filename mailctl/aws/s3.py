@@ -22,6 +22,16 @@ class S3Store:
         with aws_call(f"bucket {self.bucket}"), open(path, "rb") as body:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            with aws_call(f"bucket {self.bucket}"):
+                raise
+
     def get(self, key: str, bucket: str | None = None) -> bytes:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
             return self.client.get_object(Bucket=bucket or self.bucket, Key=key)["Body"].read()
