@@ -44,6 +44,20 @@ class S3Store:
         with aws_call(f"s3://{bucket}/{key}"):
             self.client.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
 
+    def rewrite(self, key: str, bucket: str | None = None) -> bool:
+        """Copy the object onto itself, which restarts its lifecycle age (reads do not); False
+        when it is gone already."""
+        bucket = bucket or self.bucket
+        try:
+            self.client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                                    MetadataDirective="REPLACE", ContentType="application/json")
+            return True
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            with aws_call(f"s3://{bucket}/{key}"):
+                raise
+
     def delete(self, key: str, bucket: str | None = None) -> None:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
             self.client.delete_object(Bucket=bucket or self.bucket, Key=key)

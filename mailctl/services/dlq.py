@@ -437,6 +437,7 @@ class DeadLetters:
             letters = self.list(job, resolve=job is not None)
             selected = letters[:limit] if limit else letters
             return RedriveResult(selected=len(selected), dry_run=True)
+        self._refresh_bundles(job)
         if job is None and limit is None:
             handle = self.dlq.start_move_task(min(int(rate), 500) if rate and rate >= 1 else None)  # the API caps it at 500
             if handle is not None:
@@ -444,6 +445,18 @@ class DeadLetters:
             if note:
                 note(f"{self.dlq.name}: this endpoint has no StartMessageMoveTask (moto?): moving messages client-side")
         return self._move(job, limit, rate, progress)
+
+    def _refresh_bundles(self, job: str | None) -> None:
+        """A redriven message starts a new stay in the main queue (and a new DLQ retention after it),
+        while the bucket's lifecycle counts its template bundle's age from the bundle's last write.
+        Rewriting the bundles of the jobs concerned (the one named, else every job on record)
+        restarts their age, so the redriven messages find them."""
+        manifests = [self.table.get_manifest(job)] if job else self.table.list_manifests()
+        for manifest in manifests:
+            key = (manifest or {}).get("bundle_key")
+            if not key:
+                continue
+            self.store.rewrite(str(key), bucket=manifest.get("bucket") or None)
 
     def _follow_task(self, handle: str, progress, sleep, poll_seconds: float) -> RedriveResult:
         result = RedriveResult(method="move-task", task_handle=handle)

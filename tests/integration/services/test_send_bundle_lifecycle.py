@@ -76,3 +76,25 @@ def test_the_lifecycle_simulation_does_expire_an_old_bundle(tmp_path, config_fil
     (bundle,) = bundle_keys(clients.s3, stack.bucket)
     age_object(stack.bucket, bundle, days=14)
     assert bundle in run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=2))
+
+
+def test_a_redrive_restarts_the_age_of_the_bundles_its_messages_use(tmp_path, config_file, clients, stack):
+    # Given a job whose messages sit in the DLQ, its bundle 13 days old (the DLQ keeps them 14)
+    campaign = write_campaign(tmp_path / "c", people(3))
+    assert main(["--config", config_file, "send", str(campaign), "--yes"]) == 0
+    for message in clients.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                               MessageAttributeNames=["All"])["Messages"]:
+        clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=message["Body"],
+                                 MessageAttributes=message["MessageAttributes"])
+        clients.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    (bundle,) = bundle_keys(clients.s3, stack.bucket)
+    age_object(stack.bucket, bundle, days=13)
+
+    # When the operator redrives them
+    assert main(["--config", config_file, "dlq", "redrive", "--yes"]) == 0
+
+    # Then the bundle's age restarted: the lifecycle does not take it while the redriven messages
+    # may still be in the main queue (4 days)
+    expired = run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=4))
+    assert bundle not in expired
+    assert clients.s3.get_object(Bucket=stack.bucket, Key=bundle)["ContentType"] == "application/json"
