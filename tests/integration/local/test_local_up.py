@@ -114,3 +114,37 @@ def test_local_up_refuses_a_port_in_use(tmp_path):
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in result.stderr
     assert "hint:" in result.stderr
+
+
+def test_local_up_plays_the_ses_account_its_flags_describe(tmp_path):
+    # Given `mailctl local up` started as a new sandbox account with one extra verified address
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILCTL_"))}
+    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailctl", "local", "up", "--port", str(port), "--no-worker",
+         "--ses-rate", "1", "--ses-quota", "200", "--sandbox", "--verify", "me@example.org"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = read_until(process.stdout, "export AWS_ENDPOINT_URL=", timeout=30)
+        assert any(line.startswith("export AWS_ENDPOINT_URL=") for line in lines), (lines, process.poll())
+        ses = boto3.client("sesv2", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+
+        # Then SES answers as that account: GetAccount, the identity, and a send to it
+        account = ses.get_account()
+        assert (account["ProductionAccessEnabled"], account["SendQuota"]["MaxSendRate"], account["SendQuota"]["Max24HourSend"]) == (False, 1.0, 200.0)
+        assert ses.get_email_identity(EmailIdentity="me@example.org")["VerifiedForSendingStatus"] is True
+        raw = b"From: news@example.com\r\nTo: me@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
+        ses.send_email(Destination={"ToAddresses": ["me@example.org"]}, Content={"Raw": {"Data": raw}})
+        assert ses.get_account()["SendQuota"]["SentLast24Hours"] == 1.0
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert "SES: 1/s, 200 per 24 hours, sandbox" in process.stderr.read()
