@@ -23,14 +23,7 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            with aws_call(f"bucket {self.bucket}"):
-                raise
+        return self._unless_missing(f"bucket {self.bucket}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
 
     def get(self, key: str, bucket: str | None = None) -> bytes:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
@@ -48,14 +41,19 @@ class S3Store:
         """Copy the object onto itself, which restarts its lifecycle age (reads do not); False
         when it is gone already."""
         bucket = bucket or self.bucket
+        return self._unless_missing(f"s3://{bucket}/{key}", lambda: self.client.copy_object(
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+            MetadataDirective="REPLACE", ContentType="application/json"))
+
+    def _unless_missing(self, what: str, call) -> bool:
+        """Run `call`: True, or False when S3 says the object is not there."""
         try:
-            self.client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-                                    MetadataDirective="REPLACE", ContentType="application/json")
+            call()
             return True
         except ClientError as exc:
             if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return False
-            with aws_call(f"s3://{bucket}/{key}"):
+            with aws_call(what):
                 raise
 
     def delete(self, key: str, bucket: str | None = None) -> None:

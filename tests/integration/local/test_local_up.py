@@ -39,6 +39,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def no_aws_env(tmp_path) -> dict[str, str]:
+    """The environment of a machine that has never seen AWS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILCTL_"))}
+    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    return env
+
+
 def port_free(port: int) -> bool:
     """Nothing listens there: bindable as `local up` binds (SO_REUSEADDR), so that a connection the
     server closed first, lingering in TIME_WAIT as TCP requires, does not count as taken."""
@@ -53,9 +61,7 @@ def port_free(port: int) -> bool:
 
 def test_local_up_serves_the_provisioned_stack_and_stops_on_ctrl_c(tmp_path):
     # Given a machine with no AWS credentials or config, and a free port
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILCTL_"))}
-    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                "AWS_EC2_METADATA_DISABLED": "true"})
+    env = no_aws_env(tmp_path)
     port = free_port()
 
     # When `mailctl local up --no-worker` starts
@@ -118,9 +124,7 @@ def test_local_up_refuses_a_port_in_use(tmp_path):
 
 def test_local_up_plays_the_ses_account_its_flags_describe(tmp_path):
     # Given `mailctl local up` started as a new sandbox account with one extra verified address
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILCTL_"))}
-    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                "AWS_EC2_METADATA_DISABLED": "true"})
+    env = no_aws_env(tmp_path)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mailctl", "local", "up", "--port", str(port), "--no-worker",
