@@ -232,3 +232,40 @@ def idempotency_sort_key(job_id: str, email: str) -> str:
     """
     data = json.dumps(idempotency_data(job_id, email), sort_keys=True)
     return f"{IDEMPOTENCY_KEY_PREFIX}#{hashlib.md5(data.encode()).hexdigest()}"
+
+
+# --- delivery events and the suppression list, in the same table ----------------------------------
+
+# What SES said happened after it accepted a recipient's mail lives in an item of its own, next to
+# the recipient's idempotency record (same partition, sort key "delivery#<same md5>"), never on
+# that record: Powertools replaces the record whole with PutItem when it (re)starts a send and
+# deletes it when a send raises, either of which would erase an event that arrived first.
+DELIVERY_KEY_PREFIX = "delivery"
+
+# The suppression list: pk="suppression#<n>", sk=<recipient key>. Sixteen partitions, because one
+# partition key takes about 1,000 writes/s and an import of 100,000 addresses must not take minutes.
+SUPPRESSION_PK_PREFIX = "suppression"
+SUPPRESSION_SHARDS = 16
+SUPPRESSION_REASON_BOUNCE = "BOUNCE"
+SUPPRESSION_REASON_COMPLAINT = "COMPLAINT"
+SUPPRESSION_REASON_MANUAL = "MANUAL"
+
+JOB_STATE_SENDING = "sending"
+JOB_STATE_COMPLETE = "complete"
+JOB_STATE_PAUSED = "paused"
+
+# The SES message tag the sender puts on every mail, and the events handler reads back.
+JOB_TAG = "job_id"
+
+
+def delivery_sort_key(job_id: str, email: str) -> str:
+    """The sort key of a recipient's delivery item: the idempotency record's hash, another prefix."""
+    return DELIVERY_KEY_PREFIX + idempotency_sort_key(job_id, email)[len(IDEMPOTENCY_KEY_PREFIX):]
+
+
+def suppression_partition(email: str) -> str:
+    return f"{SUPPRESSION_PK_PREFIX}#{shard_of(recipient_key(email), SUPPRESSION_SHARDS)}"
+
+
+def suppression_partitions() -> list[str]:
+    return [f"{SUPPRESSION_PK_PREFIX}#{n}" for n in range(SUPPRESSION_SHARDS)]

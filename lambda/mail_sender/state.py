@@ -15,11 +15,22 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mail_sender.aws import LazyClient
-from mail_sender.contract import JOB_STATE_CANCELLED, JOBS_PK, PK_ATTR, SK_ATTR
+from mail_sender.contract import (
+    JOB_STATE_CANCELLED,
+    JOBS_PK,
+    PK_ATTR,
+    SK_ATTR,
+    recipient_key,
+    suppression_partition,
+)
 
 FAILURES_PK = "failures"
 FAILURE_RETENTION_SECONDS = 15 * 24 * 3600  # as long as idempotency records: beyond the DLQ's 14 days
 JOB_CACHE_SECONDS = 5.0  # a cancel takes effect within this long; saves a GetItem per chunk
+
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+BATCH_GET_LIMIT = 100
 
 
 class StateUnavailable(Exception):
@@ -128,3 +139,105 @@ class StateStore(LazyClient):
             expiry_attr="expiration",
             boto3_client=self.client,
         )
+
+    # --- delivery events (the events handler) ---------------------------------------------------------
+
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> bool:
+        """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
+
+        True if written; False if the item already holds this event or a weightier one (a
+        duplicate, or a delivery arriving after the bounce). The rank makes the final state the
+        same whatever order the events arrive in."""
+        names = {"#rank": "rank", "#expiration": "expiration"}
+        values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
+        sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
+        removes = []
+        for index, (name, value) in enumerate(attributes.items()):
+            names[f"#a{index}"] = name
+            if value is None:
+                removes.append(f"#a{index}")  # a weightier event's item must not keep the lighter one's details
+            else:
+                values[f":a{index}"] = {"S": value}
+                sets.append(f"#a{index} = :a{index}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_not_exists(#rank) OR #rank < :rank",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        return True
+
+    def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int) -> None:
+        """The first open or click; it never changes the recipient's delivery outcome."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
+                UpdateExpression="SET #a = if_not_exists(#a, :at), #expiration = if_not_exists(#expiration, :expiration)",
+                ExpressionAttributeNames={"#a": attribute, "#expiration": "expiration"},
+                ExpressionAttributeValues={":at": {"S": at}, ":expiration": {"N": str(expiration)}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"recording an {attribute} event in table {self.table}: {exc}") from exc
+
+    # --- the suppression list ------------------------------------------------------------------------
+
+    def suppress(self, email: str, reason: str, source: str, at: str, detail: str | None = None, job_id: str | None = None) -> bool:
+        """Adds an address unless it is already listed (the first reason stays). True if added."""
+        key = recipient_key(email)
+        item: dict[str, Any] = {
+            PK_ATTR: {"S": suppression_partition(key)},
+            SK_ATTR: {"S": key},
+            "reason": {"S": reason},
+            "source": {"S": source},
+            "added_at": {"S": at},
+        }
+        if detail:
+            item["detail"] = {"S": detail[:1000]}
+        if job_id:
+            item["job_id"] = {"S": job_id}
+        try:
+            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(#sk)",
+                                 ExpressionAttributeNames={"#sk": SK_ATTR})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise StateUnavailable(f"adding to the suppression list in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"adding to the suppression list in table {self.table}: {exc}") from exc
+        return True
+
+    def suppressed(self, emails: list[str]) -> dict[str, str]:
+        """The listed ones among `emails`: recipient key -> reason. BatchGetItem, 100 keys a call."""
+        keys = list(dict.fromkeys(recipient_key(e) for e in emails))
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {self.table: {
+                "Keys": [{PK_ATTR: {"S": suppression_partition(k)}, SK_ATTR: {"S": k}} for k in keys[start:start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": "#sk, reason",
+                "ExpressionAttributeNames": {"#sk": SK_ATTR},
+            }}
+            for attempt in range(8):
+                try:
+                    response = self.client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise StateUnavailable(f"reading the suppression list in table {self.table}: {exc}") from exc
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found[item[SK_ATTR]["S"]] = item.get("reason", {}).get("S", "")
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            if request:
+                raise StateUnavailable(f"reading the suppression list in table {self.table}: keys left unprocessed")
+        return found
