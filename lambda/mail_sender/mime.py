@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from mail_sender.contract import ContractError
+from mail_sender.listmail import text_from_html
 
 # Headers the sender writes itself; a bundle may not override them.
 RESERVED_HEADERS = frozenset(
@@ -166,6 +167,7 @@ def build_message(
     html: str | None,
     unsubscribe_url: str | None,
     now: float | None = None,
+    list_headers: bytes = b"",
 ) -> bytes:
     """One recipient's message, as the bytes SES receives. Raises RecipientRejected for anything
     unsafe to send."""
@@ -189,7 +191,10 @@ def build_message(
         if urlsplit(unsubscribe_url.strip()).scheme == "https":
             # RFC 8058 one-click needs an HTTPS URI; a mailto-only header gets no Post header.
             out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    out.append(list_headers)
     out.append(b"MIME-Version: 1.0\r\n")
+    if text is None and html:
+        text = text_from_html(html)  # mailbox providers distrust html-only bulk mail
     parts = [_part(html if subtype == "html" else text, subtype)
              for subtype, content in (("plain", text), ("html", html)) if content is not None]
     if not parts:

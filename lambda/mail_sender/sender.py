@@ -40,6 +40,7 @@ from mail_sender.contract import (
     CHUNK_ATTRIBUTE,
     IDEMPOTENCY_KEY_PREFIX,
     JOB_ATTRIBUTE,
+    JOB_TAG,
     BundleRef,
     Chunk,
     ContractError,
@@ -52,6 +53,7 @@ from mail_sender.contract import (
     shard_of,
 )
 from mail_sender.addresses import AddressProblem, to_ses
+from mail_sender.listmail import list_header_lines
 from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
 from mail_sender.ratelimit import TokenBucket
@@ -108,6 +110,7 @@ class LoadedBundle:
     templates: TemplateSet
     headers: BundleHeaders
     configuration_set: str | None
+    campaign: str | None = None
 
 
 @dataclass
@@ -308,10 +311,17 @@ class Sender:
             seen.add(recipient.key)
             unique.append(recipient)
 
+        try:
+            # Listed after the job was enqueued (a bounce or complaint from an earlier job, an
+            # operator's `suppression add`): skipped, never sent.
+            suppressed = frozenset(self.state.suppressed([r.email for r in unique])) if unique and not job.cancelled else frozenset()
+        except StateUnavailable as exc:
+            raise RecordFailed(str(exc), RETRYABLE) from None
+
         pool = self._executor()
         # The idempotent functions are looked up here, in one thread, so the cache needs no lock.
         futures = [
-            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r)
+            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r, suppressed)
             for r in unique
         ]
         problems: dict[str, list[str]] = {}
@@ -405,7 +415,8 @@ class Sender:
             raise RecordFailed(f"{where} unreadable for now: {exc}", RETRYABLE) from None
         except (ContractError, TemplateProblem) as exc:
             raise RecordFailed(f"{where}: {exc}", POISON) from None
-        loaded = LoadedBundle(templates=templates, headers=headers, configuration_set=data.get("configuration_set") or None)
+        loaded = LoadedBundle(templates=templates, headers=headers, configuration_set=data.get("configuration_set") or None,
+                              campaign=data.get("campaign") or None)
         self._bundles[key] = loaded
         if len(self._bundles) > BUNDLE_CACHE_SIZE:
             self._bundles.popitem(last=False)
@@ -438,7 +449,7 @@ class Sender:
         return job_partition(job_id, shard_of(recipient.key, job.shards), job.shards)
 
     def _deliver(self, function: Callable[..., dict[str, Any]], invocation: Invocation, chunk: Chunk,
-                 bundle: LoadedBundle, job: JobInfo, recipient: Recipient) -> dict[str, Any]:
+                 bundle: LoadedBundle, job: JobInfo, recipient: Recipient, suppressed: frozenset[str] = frozenset()) -> dict[str, Any]:
         halted = invocation.halted
         if halted is not None:
             raise Deferred(halted[1])
@@ -446,14 +457,17 @@ class Sender:
             raise Deferred("the invocation is about to time out")
         return function(
             data=idempotency_data(chunk.job_id, recipient.email),
-            recipient=recipient, chunk=chunk, bundle=bundle, job=job, invocation=invocation,
+            recipient=recipient, chunk=chunk, bundle=bundle, job=job, invocation=invocation, suppressed=suppressed,
         )
 
-    def _send_one(self, *, data: dict[str, str], recipient: Recipient, chunk: Chunk, bundle: LoadedBundle, job: JobInfo, invocation: Invocation) -> dict[str, Any]:
+    def _send_one(self, *, data: dict[str, str], recipient: Recipient, chunk: Chunk, bundle: LoadedBundle, job: JobInfo, invocation: Invocation,
+                  suppressed: frozenset[str] = frozenset()) -> dict[str, Any]:
         """The idempotent unit: its return value is stored as the record's `data`. Raising makes
         Powertools delete the INPROGRESS record, so the recipient is tried again on redelivery."""
         if job.cancelled:
             return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+        if recipient.key in suppressed:
+            return _outcome("skipped", recipient, self._clock(), reason="suppressed")
         try:
             rendered = bundle.templates.render(recipient.vars)
         except TemplateProblem as exc:
@@ -472,6 +486,8 @@ class Sender:
                 html=rendered.html,
                 unsubscribe_url=rendered.unsubscribe_url,
                 now=self._clock(),
+                list_headers=list_header_lines(bundle.campaign, chunk.job_id, bundle.headers.domain,
+                                               {name.lower() for name, _ in bundle.headers.extra}),
             )
         except RecipientRejected as exc:
             return _outcome("failed", recipient, self._clock(), reason=str(exc))
@@ -485,7 +501,7 @@ class Sender:
             message_id = self.ses.send_raw(
                 raw,
                 to=address,
-                tags={"job_id": chunk.job_id},
+                tags={JOB_TAG: chunk.job_id},
                 configuration_set=bundle.configuration_set or self.settings.configuration_set,
             )
         except PermanentSendError as exc:

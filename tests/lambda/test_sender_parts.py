@@ -52,11 +52,34 @@ def test_non_ascii_in_an_unsubscribe_url_is_percent_encoded():
     assert message["List-Unsubscribe"] == "<https://example.jp/%E8%A7%A3%E9%99%A4?u=1>"
 
 
-def test_html_only_and_text_only_messages_are_single_part():
-    html = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text=None, html="<b>x</b>", unsubscribe_url=None))
+def test_a_text_only_message_is_single_part():
     text = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text="x", html=None, unsubscribe_url=None))
-    assert html.get_content_type() == "text/html"
     assert text.get_content_type() == "text/plain"
+
+
+def test_an_html_only_message_gets_a_generated_text_alternative():
+    html = "<h1>11月のお知らせ</h1><p>Hello <b>Taro</b> &amp; co.</p><ul><li>one</li><li>two</li></ul><p><a href='https://example.com/r'>Read</a></p>"
+    message = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text=None, html=html, unsubscribe_url=None))
+
+    assert message.get_content_type() == "multipart/alternative"
+    plain, rich = message.iter_parts()
+    assert plain.get_content_type() == "text/plain" and rich.get_content_type() == "text/html"
+    text = plain.get_content()
+    assert "11月のお知らせ" in text and "Hello Taro & co." in text
+    assert "* one" in text and "https://example.com/r" in text
+    assert "<" not in text.replace("<https", "")
+
+
+def test_list_headers_name_the_campaign_and_the_job():
+    from mail_sender.listmail import list_header_lines
+
+    lines = list_header_lines("November newsletter", "november-newsletter-3f9a2c1b", "Example.com", set())
+    message = parse(build_message(headers=HEADERS, to="a@example.org", subject="s", text="t", html=None, unsubscribe_url=None,
+                                  list_headers=lines))
+
+    assert message["List-Id"] == '"November newsletter" <november-newsletter.example.com>'
+    assert message["Feedback-ID"] == "November-newsletter:november-newsletter-3f9a2c1b:mailctl:example.com"
+    assert list_header_lines("x", "job", "example.com", {"list-id"}).startswith(b"Feedback-ID:")
 
 
 def test_bodies_are_seven_bit_clean():
