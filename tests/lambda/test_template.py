@@ -30,7 +30,7 @@ def one(template: dict, type_: str) -> dict:
 
 
 def main_queue(template: dict) -> dict:
-    return next(r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"])
+    return template["Resources"]["Queue"]["Properties"]
 
 
 def dead_letter_queue(template: dict) -> dict:
@@ -40,7 +40,11 @@ def dead_letter_queue(template: dict) -> dict:
 
 
 def sender_function(template: dict) -> dict:
-    return one(template, "AWS::Serverless::Function")
+    return template["Resources"]["SenderFunction"]["Properties"]
+
+
+def events_function(template: dict) -> dict:
+    return template["Resources"]["EventsFunction"]["Properties"]
 
 
 def test_cfn_lint_reports_no_error():
@@ -166,7 +170,7 @@ def test_function_role_is_least_privilege(template):
     assert {a for a in actions if a.startswith("sqs:")} == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}
     assert actions["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["Queue", "Arn"]}]
     assert {a for a in actions if a.startswith("s3:")} == {"s3:GetObject"}
-    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchGetItem"}
     assert actions["dynamodb:GetItem"] == [{"Fn::GetAtt": ["StateTable", "Arn"]}]
     assert {a for a in actions if a.startswith("ses:")} == {"ses:SendEmail", "ses:SendRawEmail"}
     assert all("identity/" in str(r) or "configuration-set/" in str(r) for r in actions["ses:SendEmail"])
@@ -201,3 +205,62 @@ def test_the_role_may_send_through_every_allowed_configuration_set(template):
 def test_outputs_name_every_value_mailctl_yaml_needs(template):
     # Then the stack outputs are what docs/deploy.md copies into mailctl.yaml
     assert set(template["Outputs"]) >= {"QueueName", "QueueUrl", "DeadLetterQueueName", "BucketName", "TableName", "FunctionName", "Region"}
+
+
+def statements_of(template: dict, role: str) -> list[dict]:
+    properties = template["Resources"][role]["Properties"]
+    assert "ManagedPolicyArns" not in properties
+    return [s for p in properties["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_a_default_configuration_set_publishes_delivery_events_to_sns(template):
+    # Given the configuration set and its event destination
+    destination = one(template, "AWS::SES::ConfigurationSetEventDestination")
+    assert destination["ConfigurationSetName"] == {"Ref": "SesConfigurationSet"}
+    event_destination = destination["EventDestination"]
+    # Then every delivery event type goes to the events topic, OPEN and CLICK only when asked for
+    condition, with_engagement, without = event_destination["MatchingEventTypes"]["Fn::If"]
+    assert condition == "TrackEngagement"
+    assert set(without) == {"send", "reject", "bounce", "complaint", "delivery", "deliveryDelay", "renderingFailure"}
+    assert set(with_engagement) == set(without) | {"open", "click"}
+    assert event_destination["SnsDestination"]["TopicARN"] == {"Ref": "SesEventsTopic"}
+    # And the sender uses that configuration set by default, and may send through it
+    assert sender_function(template)["Environment"]["Variables"]["MAILCTL_CONFIGURATION_SET"] == {"Ref": "SesConfigurationSet"}
+    send = next(s for s in statements_of(template, "SenderRole") if "ses:SendRawEmail" in s["Action"])
+    assert any("configuration-set/${SesConfigurationSet}" in str(r) for r in send["Resource"])
+
+
+def test_sns_delivers_the_envelope_to_an_events_queue_with_its_own_dlq(template):
+    subscription = one(template, "AWS::SNS::Subscription")
+    assert subscription["Protocol"] == "sqs" and subscription["RawMessageDelivery"] is False
+    assert subscription["Endpoint"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    queue = template["Resources"]["EventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert int(template["Resources"]["EventsDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]) == DLQ_RETENTION
+    assert int(queue["VisibilityTimeout"]) >= 6 * int(events_function(template)["Timeout"])
+    # Only the topic may send to the queue, and only SES (for this configuration set) to the topic
+    [queue_statement] = one(template, "AWS::SQS::QueuePolicy")["PolicyDocument"]["Statement"]
+    assert queue_statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Ref": "SesEventsTopic"}
+    [topic_statement] = one(template, "AWS::SNS::TopicPolicy")["PolicyDocument"]["Statement"]
+    assert topic_statement["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert "configuration-set/${ConfigurationSet}" in str(topic_statement["Condition"]["ArnLike"])
+
+
+def test_the_events_function_reads_the_events_queue_with_least_privilege(template):
+    function = events_function(template)
+    assert function["Handler"] == "mail_sender.events_handler.lambda_handler"
+    assert function["CodeUri"] == "."
+    [mapping] = [e["Properties"] for e in function["Events"].values() if e["Type"] == "SQS"]
+    assert mapping["Queue"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    actions = {}
+    for statement in statements_of(template, "EventsRole"):
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            assert "*" not in action
+            actions[action] = statement["Resource"]
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert actions["dynamodb:UpdateItem"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    assert actions["sqs:ReceiveMessage"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert not [a for a in actions if a.startswith(("ses:", "s3:"))]
+    assert set(template["Outputs"]) >= {"ConfigurationSetName", "EventsQueueName", "EventsDeadLetterQueueName", "EventsFunctionName"}
