@@ -38,7 +38,9 @@ class SendingSettings(_Strict):
     chunk_size: int = Field(default=100, ge=1, le=1000, description="recipients per SQS message")
     concurrency: int = Field(default=8, ge=1, le=64, description="SendMessageBatch calls in flight")
     idempotency_shards: int = Field(default=1, ge=1, le=64, description="partition keys per job (~500 sends/s each)")
-    configuration_set: str | None = None
+    # The template's configuration set, whose event destination feeds delivery events back
+    # (docs/delivery-events.md). null sends without one: then no delivery event comes back.
+    configuration_set: str | None = "mailctl"
 
 
 class SenderSettings(_Strict):
@@ -59,6 +61,9 @@ class Config(_Strict):
     bucket: str = "mailctl-payloads"
     table: str = "mailctl-state"
     sender_function: str = "mailctl-sender"
+    events_queue: str = "mailctl-ses-events"
+    events_dead_letter_queue: str = "mailctl-ses-events-dlq"
+    events_function: str = "mailctl-events"
     sending: SendingSettings = SendingSettings()
     sender: SenderSettings = SenderSettings()
     source: str | None = Field(default=None, exclude=True, description="the file this was read from")

@@ -27,6 +27,13 @@ PAYLOAD_RETENTION_DAYS = 15
 # Verified for the example campaigns; moto refuses mail from unverified senders, as SES does.
 LOCAL_SENDER_DOMAINS = ("example.com", "example.jp")
 SENDER_ROLE = "mailctl-sender-role"
+SENDER_HANDLER = "mail_sender.handler.lambda_handler"
+EVENTS_HANDLER = "mail_sender.events_handler.lambda_handler"
+EVENTS_TIMEOUT_SECONDS = 30
+EVENTS_BATCH_SIZE = 10
+EVENT_DESTINATION = "mailctl-events"
+# The template's event types (OPEN and CLICK are off there by default), in SES v1's spelling.
+EVENT_TYPES = ("send", "reject", "bounce", "complaint", "delivery", "deliveryDelay", "renderingFailure")
 # AWS's lower bound for ScalingConfig.MaximumConcurrency; the local worker uses the config's value.
 MIN_MAXIMUM_CONCURRENCY = 2
 _LAMBDA_TRUST = {
@@ -52,6 +59,10 @@ class Provisioned:
     queue_arn: str = ""
     function_arn: str | None = None
     mapping_uuid: str | None = None
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
+    events_topic_arn: str = ""
+    events_mapping_uuid: str | None = None
     # Things provisioning could not do on this endpoint, for the operator to read.
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -127,10 +138,11 @@ def provision(
     ses = clients.client("ses")
     for domain in LOCAL_SENDER_DOMAINS:
         ses.verify_domain_identity(Domain=domain)
+    events = _provision_events(clients, visibility_timeout, max_receive_count)
 
     queue_attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "CreatedTimestamp"])["Attributes"]
     queue_arn = queue_attributes["QueueArn"]
-    function_arn = mapping_uuid = None
+    function_arn = mapping_uuid = events_mapping_uuid = None
     warnings: list[str] = []
     if sender_function:
         moto_queue = _in_process_moto_queue(queue_arn, queue_attributes.get("CreatedTimestamp"))
@@ -142,14 +154,69 @@ def provision(
                 "mapping was created, so `mailctl pause/resume` have nothing to switch there"
             )
         else:
-            function_arn = _provision_function(clients, queue_arn)
-            mapping_uuid = _provision_mapping(clients, queue_arn)
+            function_arn = _provision_function(clients, config.sender_function, SENDER_HANDLER, config.sender.timeout_seconds,
+                                               sender_environment(config))
+            mapping_uuid = _provision_mapping(clients, config.sender_function, queue_arn, config.queue, config.sender.batch_size,
+                                              config.sender.max_concurrency)
             _tame_moto(moto_queue, queue_arn, config.sender_function)
+            _provision_function(clients, config.events_function, EVENTS_HANDLER, EVENTS_TIMEOUT_SECONDS, events_environment(config))
+            events_mapping_uuid = _provision_mapping(clients, config.events_function, events["queue_arn"], config.events_queue,
+                                                     EVENTS_BATCH_SIZE, MIN_MAXIMUM_CONCURRENCY)
+            events_moto_queue = _in_process_moto_queue(events["queue_arn"], None)
+            if events_moto_queue is not None:
+                _tame_moto(events_moto_queue, events["queue_arn"], config.events_function)
 
     return Provisioned(
         queue_url=queue_url, dlq_url=dlq_url, dlq_arn=dlq_arn, bucket=config.bucket, table=config.table,
         queue_arn=queue_arn, function_arn=function_arn, mapping_uuid=mapping_uuid, warnings=tuple(warnings),
+        events_queue_url=events["queue_url"], events_dlq_url=events["dlq_url"], events_topic_arn=events["topic_arn"],
+        events_mapping_uuid=events_mapping_uuid,
     )
+
+
+def _provision_events(clients: Clients, visibility_timeout: int, max_receive_count: int) -> dict[str, str]:
+    """As the template: configuration set -> event destination -> SNS topic -> events queue (+ DLQ).
+
+    moto keeps configuration sets and their event destinations in its SES v1 model (SES v2 has no
+    event destination calls there), and delivers SNS to SQS with the same envelope as AWS."""
+    config = clients.config
+    sqs = clients.sqs
+    dlq_url = sqs.create_queue(
+        QueueName=config.events_dead_letter_queue, Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=config.events_queue,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "MessageRetentionPeriod": str(MAIN_RETENTION_SECONDS),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    if visibility_timeout < 6 * EVENTS_TIMEOUT_SECONDS:
+        sqs.tag_queue(QueueUrl=queue_url, Tags={SHORT_VISIBILITY_TAG: "local stack: short retries on purpose"})
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = clients.client("sns")
+    topic_arn = sns.create_topic(Name=config.events_queue)["TopicArn"]
+    subscribed = any(s.get("Endpoint") == queue_arn for s in sns.list_subscriptions_by_topic(TopicArn=topic_arn).get("Subscriptions", []))
+    if not subscribed:
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"})
+    if config.sending.configuration_set:
+        ses = clients.client("ses")
+        name = config.sending.configuration_set
+        existing = {c["Name"] for c in ses.list_configuration_sets().get("ConfigurationSets", [])}
+        if name not in existing:
+            ses.create_configuration_set(ConfigurationSet={"Name": name})
+            ses.create_configuration_set_event_destination(ConfigurationSetName=name, EventDestination={
+                "Name": EVENT_DESTINATION, "Enabled": True, "MatchingEventTypes": list(EVENT_TYPES),
+                "SNSDestination": {"TopicARN": topic_arn},
+            })
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "topic_arn": topic_arn}
+
+
+def events_environment(config) -> dict[str, str]:
+    """The events function's variables, as the template sets them."""
+    return {"MAILCTL_TABLE": config.table, "POWERTOOLS_SERVICE_NAME": "mailctl-events", "POWERTOOLS_METRICS_NAMESPACE": "mailctl"}
 
 
 def _placeholder_zip() -> bytes:
@@ -160,9 +227,8 @@ def _placeholder_zip() -> bytes:
     return buffer.getvalue()
 
 
-def _provision_function(clients: Clients, queue_arn: str) -> str:
-    """The sender's role and function record, configured as the SAM template configures them."""
-    config = clients.config
+def _provision_function(clients: Clients, name: str, handler: str, timeout: int, environment: dict[str, str]) -> str:
+    """A function's role and record, configured as the SAM template configures them."""
     iam = clients.client("iam")
     with aws_call(f"role {SENDER_ROLE}"):
         try:
@@ -174,36 +240,33 @@ def _provision_function(clients: Clients, queue_arn: str) -> str:
 
     settings = {
         "Role": role_arn,
-        "Handler": "mail_sender.handler.lambda_handler",
+        "Handler": handler,
         "Runtime": "python3.12",
-        "Timeout": config.sender.timeout_seconds,
+        "Timeout": timeout,
         "MemorySize": LOCAL_MEMORY_MB,
-        "Environment": {"Variables": sender_environment(config)},
+        "Environment": {"Variables": environment},
     }
     lambda_ = LambdaAdapter(clients.lambda_)
-    existing = lambda_.function_configuration(config.sender_function)
-    with aws_call(f"function {config.sender_function}"):
+    existing = lambda_.function_configuration(name)
+    with aws_call(f"function {name}"):
         if existing is None:
-            created = clients.lambda_.create_function(
-                FunctionName=config.sender_function, Code={"ZipFile": _placeholder_zip()}, **settings
-            )
+            created = clients.lambda_.create_function(FunctionName=name, Code={"ZipFile": _placeholder_zip()}, **settings)
             return created["FunctionArn"]
-        clients.lambda_.update_function_configuration(FunctionName=config.sender_function, **settings)
+        clients.lambda_.update_function_configuration(FunctionName=name, **settings)
         return existing["FunctionArn"]
 
 
-def _provision_mapping(clients: Clients, queue_arn: str) -> str:
-    config = clients.config
+def _provision_mapping(clients: Clients, function: str, queue_arn: str, queue_name: str, batch_size: int, max_concurrency: int) -> str:
     wanted = {
-        "BatchSize": config.sender.batch_size,
+        "BatchSize": batch_size,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
-        "ScalingConfig": {"MaximumConcurrency": max(MIN_MAXIMUM_CONCURRENCY, config.sender.max_concurrency)},
+        "ScalingConfig": {"MaximumConcurrency": max(MIN_MAXIMUM_CONCURRENCY, max_concurrency)},
     }
-    mapping = LambdaAdapter(clients.lambda_).event_source_mapping(config.sender_function, queue_arn)
-    with aws_call(f"event source mapping {config.sender_function} <- {config.queue}"):
+    mapping = LambdaAdapter(clients.lambda_).event_source_mapping(function, queue_arn)
+    with aws_call(f"event source mapping {function} <- {queue_name}"):
         if mapping is None:
             return clients.lambda_.create_event_source_mapping(
-                FunctionName=config.sender_function, EventSourceArn=queue_arn, Enabled=True, **wanted
+                FunctionName=function, EventSourceArn=queue_arn, Enabled=True, **wanted
             )["UUID"]
         # Keep the pause switch as the operator left it; bring the rest in line with the config.
         clients.lambda_.update_event_source_mapping(UUID=mapping["UUID"], **wanted)

@@ -18,6 +18,8 @@ Any other address: Send, then Delivery. Event shapes: https://docs.aws.amazon.co
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -126,43 +128,90 @@ def events_for_send(
     return events
 
 
-def sns_envelope(event: dict[str, Any], topic_arn: str, now: float | None = None) -> dict[str, Any]:
-    """The body SNS delivers to an SQS subscription without raw message delivery."""
-    return {
-        "Type": "Notification",
-        "MessageId": str(uuid.uuid4()),
-        "TopicArn": topic_arn,
-        "Message": json.dumps(event, separators=(",", ":")),
-        "Timestamp": _iso(time.time() if now is None else now),
-        "SignatureVersion": "1",
-        "Signature": "bG9jYWwgc3RhY2s6IG5vdCBzaWduZWQ=",
-        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",
-        "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic_arn}:local",
-    }
+# SES v1's names of the event types (an event destination's MatchingEventTypes), by eventType.
+EVENT_TYPE_NAMES = {"Send": "send", "Delivery": "delivery", "Bounce": "bounce", "Complaint": "complaint",
+                    "DeliveryDelay": "deliveryDelay", "Reject": "reject", "Rendering Failure": "renderingFailure",
+                    "Open": "open", "Click": "click"}
+DESTINATION_CACHE_SECONDS = 2.0
 
 
 class EventPublisher:
-    """Publishes an accepted send's events to the local events queue, as SNS would.
+    """What SES does with an accepted send's events: publish them to the SNS topic of the send's
+    configuration set's event destination (none: nothing is published, as on AWS). moto's SNS
+    then delivers each one to the events queue in the SNS envelope.
 
-    `send_batch` is the events queue's SendMessageBatch (SqsQueue.send_batch): entries in, ok ids and
-    failures out. Called after every accepted send (the local SES's hook)."""
+    Called by the local SES after every accepted send; publishes on its own thread, so the send's
+    answer is not held up and events arrive a little later than the send, as on AWS."""
 
-    def __init__(self, send_batch: Callable[[list[dict[str, Any]]], Any], topic_arn: str, *,
-                 configuration_set: str | None, region: str = "us-east-1", clock: Callable[[], float] = time.time):
-        self._send_batch = send_batch
-        self.topic_arn = topic_arn
-        self.configuration_set = configuration_set
+    def __init__(self, ses_client: Any, sns_client: Any, *, region: str = "us-east-1",
+                 log: Callable[[str], None] = lambda message: None, clock: Callable[[], float] = time.time):
+        self.ses = ses_client
+        self.sns = sns_client
         self.region = region
+        self.log = log
         self._clock = clock
+        self._pending: queue.Queue = queue.Queue()
+        self._destinations: dict[str, tuple[float, tuple[str, frozenset[str]] | None]] = {}
+        self._thread = threading.Thread(target=self._run, name="mailctl-ses-events", daemon=True)
+        self._thread.start()
+        self.published = 0
 
-    def __call__(self, message_id: str, source: str, destinations: list[str], tags: Mapping[str, str], raw: bytes | None = None,
-                 configuration_set: str | None = None) -> int:
-        now = self._clock()
-        events = events_for_send(message_id, source, destinations, tags, configuration_set=configuration_set or self.configuration_set,
-                                 region=self.region, now=now)
-        entries = [{"Id": str(n), "MessageBody": json.dumps(sns_envelope(e, self.topic_arn, now))} for n, e in enumerate(events)]
+    def __call__(self, accepted: Any) -> None:
+        self._pending.put(accepted)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every send so far has its events published."""
+        done = threading.Event()
+        self._pending.put(done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        self._pending.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                self.publish(item)
+            except Exception as exc:  # reported; the stack keeps serving
+                self.log(f"ses events: not published: {type(exc).__name__}: {exc}")
+
+    def publish(self, accepted: Any) -> int:
+        destination = self._destination(accepted.configuration_set)
+        if destination is None:
+            return 0
+        topic_arn, types = destination
+        events = events_for_send(accepted.message_id, accepted.from_address, list(accepted.destinations), accepted.tags,
+                                 configuration_set=accepted.configuration_set, region=self.region, now=accepted.timestamp)
+        entries = [{"Id": str(n), "Message": json.dumps(e, separators=(",", ":"))}
+                   for n, e in enumerate(events) if EVENT_TYPE_NAMES.get(e["eventType"]) in types]
         for start in range(0, len(entries), 10):
-            _, failed = self._send_batch(entries[start:start + 10])
-            if failed:
-                raise OperationalError(f"local events queue refused {len(failed)} event(s): {failed[0].get('Code', '?')}")
+            response = self.sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries[start:start + 10])
+            if response.get("Failed"):
+                raise OperationalError(f"SNS refused {len(response['Failed'])} event(s): {response['Failed'][0].get('Code', '?')}")
+        self.published += len(entries)
         return len(entries)
+
+    def _destination(self, configuration_set: str | None) -> tuple[str, frozenset[str]] | None:
+        """(topic ARN, event types) of the configuration set's enabled SNS event destination."""
+        if not configuration_set:
+            return None
+        now = self._clock()
+        cached = self._destinations.get(configuration_set)
+        if cached and now - cached[0] < DESTINATION_CACHE_SECONDS:
+            return cached[1]
+        response = self.ses.describe_configuration_set(ConfigurationSetName=configuration_set,
+                                                       ConfigurationSetAttributeNames=["eventDestinations"])
+        found = None
+        for destination in response.get("EventDestinations") or []:
+            if destination and destination.get("Enabled", True) and (destination.get("SNSDestination") or {}).get("TopicARN"):
+                found = (destination["SNSDestination"]["TopicARN"], frozenset(destination.get("MatchingEventTypes") or ()))
+                break
+        self._destinations[configuration_set] = (now, found)
+        return found

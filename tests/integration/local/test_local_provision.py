@@ -59,8 +59,8 @@ def test_moto_still_reports_its_data_with_a_function_record(clients, moto_endpoi
     with urllib.request.urlopen(f"{moto_endpoint}/moto-api/data.json", timeout=10) as response:
         data = json.load(response)
 
-    # Then it answers, and lists the function
-    assert [f["function_name"] for f in data["awslambda"]["LambdaFunction"]] == [clients.config.sender_function]
+    # Then it answers, and lists the functions
+    assert [f["function_name"] for f in data["awslambda"]["LambdaFunction"]] == [clients.config.sender_function, clients.config.events_function]
 
 
 def test_pause_survives_reprovisioning(clients):
