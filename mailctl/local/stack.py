@@ -21,7 +21,8 @@ from mailctl.config import Config, LOCAL_PORT
 from mailctl.errors import OperationalError
 from mailctl.local.provision import Provisioned, provision
 from mailctl.local.ses_front import AccountOptions, SesFront
-from mailctl.local.worker import Handler, LocalWorker
+from mailctl.local.simulator import EventPublisher
+from mailctl.local.worker import EventSource, Handler, LocalWorker
 
 HOST = "127.0.0.1"
 # Seconds: a failed message is back in the queue within this, and a poison message reaches the DLQ
@@ -124,6 +125,9 @@ class LocalStack:
         self._server = None
         self._worker_thread: threading.Thread | None = None
         self._worker: LocalWorker | None = None
+        self._events_worker: LocalWorker | None = None
+        self._events_thread: threading.Thread | None = None
+        self.events_publisher: EventPublisher | None = None
         self._stop = threading.Event()
         self._saved_env: dict[str, str | None] = {}
         self.provisioned: Provisioned | None = None
@@ -146,20 +150,37 @@ class LocalStack:
             self.provisioned = provision(Clients(self.config), visibility_timeout=self.visibility_timeout)
             for warning in self.provisioned.warnings:
                 self.log(f"warning: {warning}")
+            # SES's side of delivery events: every accepted send's events, through the
+            # configuration set's event destination and SNS, onto the events queue.
+            clients = Clients(self.config)
+            self.events_publisher = EventPublisher(clients.client("ses"), clients.client("sns"), region=self.config.aws.region, log=self.log)
+            self.ses_front.on_accepted.append(self.events_publisher)
             if self.worker:
                 self._worker = LocalWorker(Clients(self.config), handler=self.handler, outbox=self.outbox, log=self.log)
                 self._worker.handler()  # an unimportable sender is an error now, not a silent thread
-                self._worker_thread = threading.Thread(target=self._run_worker, name="mailctl-local-worker", daemon=True)
+                self._worker_thread = threading.Thread(target=self._run_worker, args=(self._worker,), name="mailctl-local-worker", daemon=True)
                 self._worker_thread.start()
+                self._events_worker = LocalWorker(Clients(self.config), handler=self._events_handler(), log=self.log,
+                                                  source=EventSource.events(self.config))
+                self._events_thread = threading.Thread(target=self._run_worker, args=(self._events_worker,), name="mailctl-events-worker", daemon=True)
+                self._events_thread.start()
         except BaseException:
             self.stop()
             raise
         return self.provisioned
 
-    def _run_worker(self) -> None:
-        assert self._worker is not None
+    def _events_handler(self) -> Handler:
+        """The events function's real handler, with its recorder pointed at this stack's table."""
+        from mail_sender import events_handler
+        from mail_sender.events import EventRecorder
+        from mail_sender.state import StateStore
+
+        events_handler.install(EventRecorder(StateStore(self.config.table, client=Clients(self.config).dynamodb)))
+        return events_handler.lambda_handler
+
+    def _run_worker(self, worker: LocalWorker) -> None:
         try:
-            self._worker.run(self._stop)
+            worker.run(self._stop)
         except Exception as exc:  # reported, and the stack keeps serving without a worker
             self.log(f"worker stopped: {type(exc).__name__}: {exc}")
 
@@ -184,6 +205,16 @@ class LocalStack:
         if self._worker_thread is not None:
             self._worker_thread.join(timeout=30)
             self._worker_thread = None
+        if self._events_thread is not None:
+            self._events_thread.join(timeout=30)
+            self._events_thread = None
+            from mail_sender import events_handler
+
+            events_handler.install(None)
+        if self.events_publisher is not None:
+            self.ses_front.on_accepted.remove(self.events_publisher)
+            self.events_publisher.close()
+            self.events_publisher = None
         if self._server is not None:
             self._server.stop()
             self._server = None

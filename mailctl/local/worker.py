@@ -247,8 +247,35 @@ class WorkerStats:
         )
 
 
+@dataclass(frozen=True)
+class EventSource:
+    """One event source mapping the worker plays: which queue feeds which function, and how."""
+
+    queue: str
+    function: str
+    batch_size: int
+    concurrency: int
+    timeout_seconds: int
+    # Whether the worker sets the sender's runtime environment around its invocations: the events
+    # function's handler is installed with its clients instead (see stack.LocalStack).
+    sender_environment: bool = True
+
+    @classmethod
+    def sender(cls, config: Config) -> EventSource:
+        return cls(config.queue, config.sender_function, config.sender.batch_size, config.sender.max_concurrency,
+                   config.sender.timeout_seconds)
+
+    @classmethod
+    def events(cls, config: Config) -> EventSource:
+        from mailctl.local.provision import EVENTS_BATCH_SIZE, EVENTS_TIMEOUT_SECONDS
+
+        return cls(config.events_queue, config.events_function, EVENTS_BATCH_SIZE, 1, EVENTS_TIMEOUT_SECONDS,
+                   sender_environment=False)
+
+
 class LocalWorker:
-    """Polls the config's queue and invokes the handler, max_concurrency invocations at a time."""
+    """Polls a queue (the config's job queue by default) and invokes the handler, `concurrency`
+    invocations at a time."""
 
     def __init__(
         self,
@@ -257,14 +284,16 @@ class LocalWorker:
         outbox: str | None = None,
         wait_seconds: int = DEFAULT_WAIT_SECONDS,
         log: Log | None = None,
+        source: EventSource | None = None,
     ):
         self.clients = clients
         self.config = clients.config
+        self.source = source or EventSource.sender(self.config)
         self._handler = handler
         self.outbox = outbox
         self.wait_seconds = wait_seconds
         self.log = log or (lambda message: None)
-        self.queue = SqsQueue(clients.sqs, self.config.queue)
+        self.queue = SqsQueue(clients.sqs, self.source.queue)
         self.stats = WorkerStats()
         self._queue_arn: str | None = None
         self._visibility_timeout = 30
@@ -289,7 +318,7 @@ class LocalWorker:
     def function_arn(self) -> str:
         parts = self.queue_arn.split(":")
         partition, region, account = parts[1], parts[3], parts[4]
-        return f"arn:{partition}:lambda:{region}:{account}:function:{self.config.sender_function}"
+        return f"arn:{partition}:lambda:{region}:{account}:function:{self.source.function}"
 
     def paused(self) -> bool:
         """True when the event source mapping exists and is not enabled (`mailctl pause`).
@@ -300,7 +329,7 @@ class LocalWorker:
             if now < self._paused_until:
                 return self._paused
             try:
-                mapping = LambdaAdapter(self.clients.lambda_).event_source_mapping(self.config.sender_function, self.queue_arn)
+                mapping = LambdaAdapter(self.clients.lambda_).event_source_mapping(self.source.function, self.queue_arn)
             except MailctlError as exc:
                 if not self._mapping_unreadable:
                     self.log(f"cannot read the event source mapping ({exc.message}); polling as if enabled")
@@ -323,7 +352,7 @@ class LocalWorker:
 
     def poll_once(self) -> int:
         """One receive + invocation + delete. Returns the number of messages received."""
-        messages = self.queue.receive(self.config.sender.batch_size, self.wait_seconds)
+        messages = self.queue.receive(self.source.batch_size, self.wait_seconds)
         if not messages:
             return 0
         with self._busy_lock:
@@ -338,8 +367,8 @@ class LocalWorker:
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = to_lambda_event(messages, self.queue_arn, self.config.aws.region)
         records = event["Records"]
-        timeout = self.config.sender.timeout_seconds
-        context = LocalContext(self.config.sender_function, self.function_arn, timeout)
+        timeout = self.source.timeout_seconds
+        context = LocalContext(self.source.function, self.function_arn, timeout)
         handles = [r["receiptHandle"] for r in records]
         started = time.monotonic()
         keeper = _VisibilityKeeper(self.queue, handles, self._visibility_timeout)
@@ -396,12 +425,12 @@ class LocalWorker:
         queue has had no visible, in-flight or delayed message for `confirmations` checks in a row)."""
         stop = stop or threading.Event()
         _ = self.queue_arn  # fail fast, in the caller's thread, when the queue does not exist
-        with environment(runtime_environment(self.config, self.outbox)):
+        with environment(runtime_environment(self.config, self.outbox) if self.source.sender_environment else {}):
             if self._handler is None:
                 self.handler()
             threads = [
                 threading.Thread(target=self._poller, args=(stop,), name=f"mailctl-worker-{n}", daemon=True)
-                for n in range(self.config.sender.max_concurrency)
+                for n in range(self.source.concurrency)
             ]
             for thread in threads:
                 thread.start()
@@ -414,7 +443,7 @@ class LocalWorker:
                             break
                         if quiet == 0 and self._paused and self.queue.counts().visible:
                             raise OperationalError(
-                                f"queue {self.config.queue}: the event source mapping of {self.config.sender_function} is disabled, "
+                                f"queue {self.source.queue}: the event source mapping of {self.source.function} is disabled, "
                                 "so --until-empty would wait forever",
                                 hint="`mailctl resume`, then run the worker again",
                             )

@@ -78,7 +78,7 @@ def test_local_up_serves_the_provisioned_stack_and_stops_on_ctrl_c(tmp_path):
         # And the resources exist on that endpoint
         kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
         queues = boto3.client("sqs", **kw).list_queues()["QueueUrls"]
-        assert {q.rsplit("/", 1)[-1] for q in queues} == {"mailctl-jobs", "mailctl-jobs-dlq"}
+        assert {q.rsplit("/", 1)[-1] for q in queues} == {"mailctl-jobs", "mailctl-jobs-dlq", "mailctl-ses-events", "mailctl-ses-events-dlq"}
         assert "mailctl-state" in boto3.client("dynamodb", **kw).list_tables()["TableNames"]
         assert "mailctl-payloads" in [b["Name"] for b in boto3.client("s3", **kw).list_buckets()["Buckets"]]
         (mapping,) = boto3.client("lambda", **kw).list_event_source_mappings(FunctionName="mailctl-sender")["EventSourceMappings"]
