@@ -35,7 +35,7 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on `app`; the order is the order of `mailctl --help`.
-COMMAND_MODULES = ("send", "status", "dlq", "ops", "local")
+COMMAND_MODULES = ("send", "status", "suppression", "dlq", "ops", "local")
 
 
 def mailctl_version() -> str:

@@ -206,7 +206,8 @@ class StateTable:
                 if not request:
                     break
 
-    def job_record_items(self, job_id: str, shards: int = 1, segments: int = 16, workers: int = 16) -> Iterator[list[dict[str, Any]]]:
+    def job_record_items(self, job_id: str, shards: int = 1, segments: int = 16, workers: int = 16,
+                         prefix: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """A job's idempotency records as raw low-level items, page by page, fetched in parallel.
 
         Every record's sort key is "<IDEMPOTENCY_KEY_PREFIX>#<md5 hex>", so one partition splits into
@@ -220,7 +221,9 @@ class StateTable:
 
         from mail_sender.contract import IDEMPOTENCY_KEY_PREFIX
 
-        prefixes = [f"{IDEMPOTENCY_KEY_PREFIX}#{digit:x}" for digit in range(16)] if segments > 1 else [None]
+        # `prefix` DELIVERY_KEY_PREFIX reads the job's delivery items (SES events) instead.
+        prefix = prefix or IDEMPOTENCY_KEY_PREFIX
+        prefixes = [f"{prefix}#{digit:x}" for digit in range(16)] if segments > 1 else [f"{prefix}#"]
         tasks = [(job_partition(job_id, shard, shards), prefix) for shard in range(max(shards, 1)) for prefix in prefixes]
 
         # botocore walks its shape model for every attribute of every item (~35 µs an item, a
@@ -288,3 +291,40 @@ class StateTable:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             self.client.meta.events.unregister("before-parse.dynamodb.Query", unique_id=f"mailctl-raw-items-{id(raw_pages)}")
+
+    # --- the suppression list ------------------------------------------------------------------------
+
+    def suppression_items(self) -> Iterator[dict[str, Any]]:
+        """Every entry of the suppression list (raw items), partition after partition."""
+        from mail_sender.contract import suppression_partitions
+
+        for partition in suppression_partitions():
+            yield from self._query(partition)
+
+    def put_suppressions(self, items: list[dict[str, Any]]) -> None:
+        """BatchWriteItem, 25 items a call, retrying what DynamoDB leaves unprocessed. Items are in
+        DynamoDB's wire shape and carry their own keys."""
+        import time
+
+        for start in range(0, len(items), 25):
+            request = {self.table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]}
+            for attempt in range(10):
+                with aws_call(f"table {self.table}"):
+                    response = self.client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+            if request:
+                from mailctl.errors import AwsError
+
+                raise AwsError(f"table {self.table}: DynamoDB left suppression entries unwritten after retries",
+                               hint="rerun the same import: it writes every entry again")
+
+    def delete_suppression(self, partition: str, key: str) -> bool:
+        """True if the address was listed."""
+        with aws_call(f"table {self.table}"):
+            response = self.client.delete_item(
+                TableName=self.table, Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": key}}, ReturnValues="ALL_OLD",
+            )
+        return bool(response.get("Attributes"))

@@ -7,6 +7,7 @@ Sending itself happens in the Lambda (lambda/mail_sender); mailctl only reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -135,6 +136,50 @@ class SesAdapter:
             if not response.get("NextToken"):
                 return result
             kwargs["NextToken"] = response["NextToken"]
+
+
+    def suppressed_destinations(self) -> Iterator[list[dict[str, Any]]]:
+        """The account-level suppression list, page by page (ListSuppressedDestinations, up to
+        1,000 a page): [{EmailAddress, Reason: BOUNCE|COMPLAINT, LastUpdateTime}]."""
+        kwargs: dict[str, Any] = {"PageSize": 1000}
+        while True:
+            with aws_call("SES account suppression list"):
+                response = self.client.list_suppressed_destinations(**kwargs)
+            yield response.get("SuppressedDestinationSummaries", [])
+            if not response.get("NextToken"):
+                return
+            kwargs["NextToken"] = response["NextToken"]
+
+    def configuration_set_event_destinations(self, name: str) -> list[dict[str, Any]] | None:
+        """The configuration set's event destinations ({Name, Enabled, MatchingEventTypes,
+        SnsDestination: {TopicArn}}), or None when there is no such configuration set. Falls back to
+        SES v1 where v2 lacks the call (moto keeps event destinations in its v1 model)."""
+        try:
+            return self.client.get_configuration_set_event_destinations(ConfigurationSetName=name).get("EventDestinations", [])
+        except ClientError as exc:
+            if error_code(exc) == "NotFoundException":
+                return None
+            if error_code(exc) not in _UNSUPPORTED or self.classic_client is None:
+                raise translate(exc, f"SES configuration set {name}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"SES configuration set {name}") from exc
+        try:
+            response = self.classic_client.describe_configuration_set(
+                ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"])
+        except ClientError as exc:
+            if error_code(exc) == "ConfigurationSetDoesNotExist":
+                return None
+            raise translate(exc, f"SES configuration set {name}") from exc
+        return [
+            {"Name": d.get("Name"), "Enabled": d.get("Enabled", False),
+             "MatchingEventTypes": [t.upper() if t.islower() else _V2_EVENT_TYPES.get(t, t) for t in d.get("MatchingEventTypes") or []],
+             "SnsDestination": {"TopicArn": (d.get("SNSDestination") or {}).get("TopicARN")} if d.get("SNSDestination") else None}
+            for d in response.get("EventDestinations") or [] if d
+        ]
+
+
+# SES v1 spells two event types differently from v2.
+_V2_EVENT_TYPES = {"deliveryDelay": "DELIVERY_DELAY", "renderingFailure": "RENDERING_FAILURE"}
 
 
 def _float(value: Any) -> float | None:
