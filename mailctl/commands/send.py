@@ -42,13 +42,15 @@ def send(
     config = app.config
     if chunk_size:
         config.sending.chunk_size = chunk_size
+    suppressed = None if dry_run or to else _suppression_list(app)
     rejected_path = None
-    if skip_invalid:
+    if skip_invalid or suppressed:
         rejected_path = rejected_file or campaign.recipients_path.with_suffix(".rejected.csv")
 
     with Progress(TextColumn("checking rows"), TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("check", total=None)
-        check = service.check_recipients(campaign, limit=limit, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n))
+        check = service.check_recipients(campaign, limit=limit, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n),
+                                         suppressed=suppressed)
     try:
         _report_problems(check)
         if check.rejected and not skip_invalid:
@@ -88,9 +90,16 @@ def send(
         )
 
 
+def _suppression_list(app) -> dict[str, str]:
+    from mailctl.services.suppression import SuppressionList
+
+    return SuppressionList(app.clients, app.config).lookup()
+
+
 def _summary(job_id: str, check: service.CheckResult, config) -> dict:
     return {
         "job_id": job_id, "recipients": check.spooled, "rejected": check.rejected, "duplicates": check.duplicates,
+        "suppressed": check.suppressed,
         "messages": -(-check.spooled // config.sending.chunk_size), "bytes": check.spool_bytes,
     }
 
@@ -104,6 +113,9 @@ def _report_problems(check: service.CheckResult) -> None:
         err.print(f"... and {more:,} more invalid row{'s' if more != 1 else ''}{where}", markup=False, soft_wrap=True)
     elif check.rejected_file and check.rejected:
         err.print(f"rejected rows written to {check.rejected_file}", markup=False, soft_wrap=True)
+    if check.suppressed:
+        err.print(f"{check.suppressed:,} address{'es' if check.suppressed != 1 else ''} on the suppression list left out; "
+                  f"listed with the reason in {check.rejected_file}", markup=False, soft_wrap=True)
     for line, first in check.duplicate_lines[:SHOWN_PROBLEMS]:
         err.print(f"{check.source}:{line}: duplicate of line {first}; sent once", markup=False, soft_wrap=True)
     if check.duplicates > SHOWN_PROBLEMS:
@@ -118,6 +130,7 @@ def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_ru
     table.add_row("job", job_id)
     table.add_row("recipients", f"{summary['recipients']:,}" + (f" (limit {check.spooled:,} of {check.accepted:,})" if check.spooled < check.accepted else ""))
     table.add_row("rejected / duplicates", f"{check.rejected:,} / {check.duplicates:,}")
+    table.add_row("suppressed", f"{check.suppressed:,} left out" if not dry_run else "not checked in a dry run")
     table.add_row("messages", f"{summary['messages']:,} of up to {config.sending.chunk_size} recipients")
     table.add_row("bytes", f"{check.spool_bytes / 1048576:,.1f} MiB of recipient data")
     table.add_row("queue", f"{config.queue} ({config.aws.endpoint_url or config.aws.region})")

@@ -68,6 +68,7 @@ class CheckResult:
     spooled: int = 0  # accepted and within --limit
     rejected: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # on the suppression list: left out, written to the rejected file
     problems: list[Problem] = field(default_factory=list)
     duplicate_lines: list[tuple[int, int]] = field(default_factory=list)  # (line, first line)
     first_row: dict[str, Any] | None = None
@@ -116,8 +117,11 @@ def check_recipients(
     rejected_path: Path | None = None,
     spool_dir: str | None = None,
     on_progress: Callable[[int], None] | None = None,
+    suppressed: dict[str, str] | None = None,
 ) -> CheckResult:
-    """Pass 1. Raises ConfigError for a file that cannot be read as a whole (exit 2)."""
+    """Pass 1. Raises ConfigError for a file that cannot be read as a whole (exit 2).
+
+    `suppressed` (address -> reason, from services.suppression) leaves those addresses out."""
     source = campaign.open_recipients()
     name = str(campaign.path.parent / campaign.model.recipients) if not campaign.model.recipients.startswith("/") else campaign.model.recipients
     checker = Checker(campaign.templates, campaign.model.email_column, name)
@@ -162,6 +166,11 @@ def check_recipients(
                         result.problems.append(Problem(line, problem))
                     if rejected:
                         rejected.write(line, as_dict(row), problem)
+                    continue
+                if suppressed and email.lower() in suppressed:
+                    result.suppressed += 1
+                    if rejected:
+                        rejected.write(line, as_dict(row), f"suppressed ({suppressed[email.lower()]})")
                     continue
                 if not seen_add(_address_hash(email.lower())):
                     suspects.append((line, email.lower(), encode(email, row, line)))
@@ -287,6 +296,7 @@ class SendResult:
     rejected: int
     duplicates: int
     messages: int
+    suppressed: int = 0
     overflowed: int = 0
     enqueued_now: int = 0
     already_enqueued: int = 0
@@ -297,7 +307,7 @@ class SendResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id, "recipients": self.recipients, "rejected": self.rejected,
-            "duplicates": self.duplicates, "messages": self.messages, "overflowed": self.overflowed,
+            "duplicates": self.duplicates, "suppressed": self.suppressed, "messages": self.messages, "overflowed": self.overflowed,
             "enqueued_now": self.enqueued_now, "already_enqueued": self.already_enqueued,
             "state": self.state, "dry_run": self.dry_run, "resumed": self.resumed,
         }
@@ -471,7 +481,8 @@ def enqueue_job(
     queue.url  # fail fast, before anything is written, if the queue is missing
 
     existing = table.get_manifest(job_id)
-    result = SendResult(job_id=job_id, recipients=check.spooled, rejected=check.rejected, duplicates=check.duplicates, messages=messages)
+    result = SendResult(job_id=job_id, recipients=check.spooled, rejected=check.rejected, duplicates=check.duplicates, messages=messages,
+                        suppressed=check.suppressed)
     if existing and existing.get("state") == contract.JOB_STATE_CANCELLED:
         raise UserError(f"job {job_id} was cancelled", hint="pass --new-job to send these recipients as a new job")
     if existing and existing.get("state") == contract.JOB_STATE_ENQUEUED:
@@ -498,6 +509,7 @@ def enqueue_job(
         "recipients": check.spooled,
         "rejected": check.rejected,
         "duplicates": check.duplicates,
+        "suppressed": check.suppressed,
         "messages": messages,
         "chunk_size": chunk_size,
         "bucket": config.bucket,
