@@ -328,3 +328,50 @@ class StateTable:
                 TableName=self.table, Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": key}}, ReturnValues="ALL_OLD",
             )
         return bool(response.get("Attributes"))
+
+    # --- job progress ----------------------------------------------------------------------------------
+
+    def count_outcomes(self, job_id: str, shards: int = 1) -> tuple[int, int]:
+        """(idempotency records, of them COMPLETED) of one job: Select=COUNT Queries, no items."""
+        from mail_sender.contract import IDEMPOTENCY_KEY_PREFIX
+
+        records = completed = 0
+        for shard in range(max(shards, 1)):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+                "FilterExpression": "#status = :completed",
+                "ExpressionAttributeNames": {"#pk": PK_ATTR, "#sk": SK_ATTR, "#status": "status"},
+                "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id, shard, shards)},
+                                              ":prefix": {"S": f"{IDEMPOTENCY_KEY_PREFIX}#"}, ":completed": {"S": "COMPLETED"}},
+                "Select": "COUNT",
+            }
+            while True:
+                with aws_call(f"table {self.table}"):
+                    response = self.client.query(**kwargs)
+                records += response.get("ScannedCount", 0)
+                completed += response.get("Count", 0)
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return records, completed
+
+    def set_manifest_state_if(self, job_id: str, state: str, expected: str) -> bool:
+        """Sets the job's state only if it is `expected` now. True if it was set."""
+        from botocore.exceptions import ClientError
+
+        with aws_call(f"table {self.table}"):
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=to_item({PK_ATTR: JOBS_PK, SK_ATTR: job_id}),
+                    UpdateExpression="SET #state = :state",
+                    ConditionExpression="#state = :expected",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={":state": {"S": state}, ":expected": {"S": expected}},
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True

@@ -51,6 +51,30 @@ def _time_left(status) -> tuple[str, str, str]:
     return ("time left", _duration(status.eta_seconds), "estimate")
 
 
+def _rate(value: float | None, review: float, pause: float) -> str:
+    """SES reviews an account at a 5% bounce or 0.1% complaint rate and may pause it at ~10% / 0.5%."""
+    if value is None:
+        return "-"
+    style = "bold red" if value >= pause else "yellow" if value >= review else ""
+    text = f"{100 * value:.2f}%"
+    return f"[{style}]{text}[/]" if style else text
+
+
+def _delivery_rows(status) -> list[tuple[str, object, str]]:
+    counts = status.delivery
+    bounce_rate, complaint_rate = counts.rates(status.sent)
+    return [
+        ("delivered", counts.delivered, "SES events (includes complained)"),
+        ("bounced", counts.bounced, f"{counts.bounced_permanent} permanent, {counts.bounced_transient} transient"),
+        ("complained", counts.complained, ""),
+        ("delayed", counts.delayed, "no outcome yet" if counts.delayed else ""),
+        ("rejected", counts.rejected, "by SES after accepting" if counts.rejected else ""),
+        ("suppressed", counts.suppressed, "on the suppression list: left out or skipped" if counts.suppressed else ""),
+        ("bounce rate", _rate(bounce_rate, 0.05, 0.10), "of sent; SES reviews at 5%"),
+        ("complaint rate", _rate(complaint_rate, 0.001, 0.005), "of sent; SES reviews at 0.1%"),
+    ]
+
+
 def render_status(status) -> Group:
     table = Table(title=f"job {status.job_id}" + (f" ({status.name})" if status.name else ""), title_justify="left")
     table.add_column("", style="bold")
@@ -65,7 +89,7 @@ def render_status(status) -> Group:
     elif status.outlived_records:
         state_note = "[yellow]older than its idempotency records[/]"
     rows = [
-        ("state", status.state, state_note),
+        ("state", status.state, state_note or status.state_reason or ""),
         ("recipients", status.recipients, "in the manifest"),
         ("sent", status.sent, f"{100 * status.sent / total:.1f}%"),
         ("failed", status.failed, "permanent, see below" if status.failed else ""),
@@ -80,6 +104,8 @@ def render_status(status) -> Group:
     ]
     if status.dlq is not None and status.dlq.retrying:
         rows.append(("failing, retrying", status.dlq.retrying, "messages with receives left (the sender's failure records)"))
+    if status.delivery is not None:
+        rows += _delivery_rows(status)
     if status.queue is not None:
         rows.append(("queue", f"{status.queue.visible}/{status.queue.in_flight}/{status.queue.delayed}", "visible/in flight/delayed (all jobs, approximate)"))
     sender = _sender_row(status)
@@ -108,7 +134,7 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job settles, or until nothing can change without the operator (interrupted enqueue, paused sender)."),
         interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between refreshes with --watch."),
-        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, in_progress, stale_in_progress, not_started, expired, purged."),
+        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, in_progress, stale_in_progress, not_started, expired, purged; or by what SES said: delivered, bounced, complained, delayed, rejected, suppressed."),
         export_unsent: str = typer.Option(None, "--export-unsent", metavar="FILE.csv", help="Write the original rows of every recipient not sent, with state and reason columns; refused while the sender may still send some of them."),
         force: bool = typer.Option(False, "--force", help="With --export-unsent: export even while chunks of the job are queued, in flight or in the DLQ."),
     ) -> None:
@@ -133,7 +159,12 @@ def register(app: typer.Typer) -> None:
                 print_json(rows)
             else:
                 for row in rows:
-                    out.print(f"{row.get('row', '')}\t{row['email']}\t{row['state']}\t{row['reason'] or ''}", markup=False, highlight=False)
+                    fields = [row.get("row", ""), row["email"], row["state"]]
+                    if "bounce_type" in row:
+                        fields += [row.get("bounce_type") or "", row.get("bounce_subtype") or "", row.get("diagnostic") or ""]
+                    else:
+                        fields.append(row["reason"] or "")
+                    out.print("\t".join("" if f is None else str(f) for f in fields), markup=False, highlight=False)
                 err.print(f"{len(rows)} recipient(s) {recipients}", markup=False)
             return
         result = service.status(job_id)
@@ -161,8 +192,8 @@ def register(app: typer.Typer) -> None:
         from mailctl.services.status import JobState
 
         app_ctx = app_context(ctx)
-        manifests = JobState(app_ctx.clients, app_ctx.config).jobs()
-        keys = ("job_id", "name", "state", "created_at", "updated_at", "recipients", "rejected", "messages")
+        manifests = JobState(app_ctx.clients, app_ctx.config).jobs_with_progress()
+        keys = ("job_id", "name", "state", "state_reason", "created_at", "updated_at", "recipients", "done", "rejected", "suppressed", "messages")
         if json_:
             print_json([{k: m.get(k) for k in keys} for m in manifests])
             return
@@ -170,11 +201,14 @@ def register(app: typer.Typer) -> None:
             err.print("no jobs", markup=False)
             return
         table = Table()
-        for column in ("job", "name", "state", "created", "recipients", "rejected", "messages"):
+        for column in ("job", "name", "state", "created", "progress", "rejected", "messages"):
             # In a narrow terminal an id folds onto the next line rather than being cut: it is for copying.
-            table.add_column(column, justify="right" if column in {"recipients", "rejected", "messages"} else "left",
+            table.add_column(column, justify="right" if column in {"progress", "rejected", "messages"} else "left",
                              overflow="fold", no_wrap=column not in {"job", "name"})
         for m in manifests:
-            table.add_row(*(Text(str(m.get(k, "") if m.get(k) is not None else "")) for k in ("job_id", "name", "state", "created_at", "recipients", "rejected", "messages")))
+            recipients = int(m.get("recipients") or 0)
+            progress = f"{m.get('done', 0):,}/{recipients:,}" + (f" ({100 * m.get('done', 0) / recipients:.0f}%)" if recipients else "")
+            cells = [m.get("job_id"), m.get("name"), m.get("state"), m.get("created_at"), progress, m.get("rejected"), m.get("messages")]
+            table.add_row(*(Text("" if v is None else str(v)) for v in cells))
         out.print(table)
 

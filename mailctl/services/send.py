@@ -485,7 +485,7 @@ def enqueue_job(
                         suppressed=check.suppressed)
     if existing and existing.get("state") == contract.JOB_STATE_CANCELLED:
         raise UserError(f"job {job_id} was cancelled", hint="pass --new-job to send these recipients as a new job")
-    if existing and existing.get("state") == contract.JOB_STATE_ENQUEUED:
+    if existing and existing.get("state") in (contract.JOB_STATE_ENQUEUED, contract.JOB_STATE_COMPLETE):
         result.already_enqueued = messages
         result.resumed = True
         return result

@@ -28,7 +28,10 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
+from mailctl.services import delivery
+from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
+from mail_sender import contract
 from mail_sender.contract import JOB_STATE_CANCELLED, JOB_STATE_ENQUEUEING, idempotency_sort_key
 
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
@@ -67,6 +70,8 @@ class JobStatus:
     rate_per_second: float | None = None
     eta_seconds: float | None = None
     last_activity: float | None = None
+    delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
+    state_reason: str | None = None  # why the job is paused
 
     @property
     def dlq_messages(self) -> int | None:
@@ -101,6 +106,7 @@ class JobStatus:
             "job_id": self.job_id,
             "name": self.name,
             "state": self.state,
+            "state_reason": self.state_reason,
             "recipients": self.recipients,
             "sent": self.sent,
             "failed": self.failed,
@@ -126,6 +132,7 @@ class JobStatus:
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
             "settled": self.settled,
             "stopped": self.stopped,
+            **(self.delivery.to_json(self.sent) if self.delivery is not None else {}),
         }
 
     def unsafe_to_export(self) -> list[str]:
@@ -256,6 +263,7 @@ class JobState:
         purged_with_record = 0
         states: Counter = Counter()
         reasons: Counter = Counter()
+        skipped_suppressed = 0
         times: list[float] = []
         expired = 0
         for page in self._records(manifest):
@@ -265,6 +273,8 @@ class JobState:
                 expired += record.expired
                 if record.state == FAILED:
                     reasons[record.reason] += 1
+                elif record.state == SKIPPED and record.reason == delivery.SUPPRESSED_REASON:
+                    skipped_suppressed += 1
                 if record.at is not None:
                     times.append(record.at)
                 if purged_keys and item["sk"]["S"] in purged_keys:
@@ -298,7 +308,31 @@ class JobState:
         moving = not (result.sender_paused or result.enqueue_interrupted or result.outlived_records)
         if moving and remaining and result.rate_per_second:
             result.eta_seconds = remaining / result.rate_per_second
+        result.delivery = delivery.count(self.table, manifest, skipped_suppressed)
+        result.state, result.state_reason = delivery.job_state(
+            result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
+            paused=bool(result.sender_paused))
+        delivery.settle(self.table, job_id, result.state)
         return result
+
+    def jobs_with_progress(self) -> list[dict[str, Any]]:
+        """The manifests, newest first, each with its derived state and `done` (recipients with an
+        outcome). A job found complete is recorded so, and not counted again next time."""
+        from mailctl.services.ops import sending_paused
+
+        manifests = self.jobs()
+        paused = bool(sending_paused(self.config, self.clients)) if manifests else False
+        for manifest in manifests:
+            recipients = int(manifest.get("recipients") or 0)
+            state = str(manifest.get("state", "?"))
+            if state == contract.JOB_STATE_COMPLETE:
+                manifest["done"] = recipients
+                continue
+            records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
+            manifest["done"] = done
+            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused)
+            delivery.settle(self.table, manifest["job_id"], manifest["state"])
+        return manifests
 
     def _outlived_records(self, manifest: dict[str, Any], now: float) -> bool:
         """True once even the job's first record may have expired: records are written after the
@@ -339,12 +373,32 @@ class JobState:
                 yield row, None, PURGED if key in purged else EXPIRED if outlived else NOT_STARTED
 
     def recipients(self, job_id: str, state: str) -> Iterator[dict[str, Any]]:
-        """Rows in one state, each with "state" and "reason"; `expired` also selects records past their expiry."""
-        if state not in RECIPIENT_STATES:
-            raise UserError(f"--recipients {state}: unknown state", hint=f"one of: {', '.join(RECIPIENT_STATES)}")
-        for row, record, row_state in self._row_states(self.manifest(job_id)):
+        """Rows in one state, each with "state" and "reason"; `expired` also selects records past their
+        expiry; a delivery state (delivered, bounced, ...) also gives the bounce type, subtype and diagnostic."""
+        if state not in RECIPIENT_STATES and state not in delivery.DELIVERY_STATES:
+            raise UserError(f"--recipients {state}: unknown state",
+                            hint=f"one of: {', '.join(RECIPIENT_STATES + delivery.DELIVERY_STATES)}")
+        manifest = self.manifest(job_id)
+        if state in delivery.DELIVERY_STATES:
+            yield from self._delivery_recipients(manifest, self.record_states(manifest), state)
+            return
+        for row, record, row_state in self._row_states(manifest):
             if row_state == state or (state == EXPIRED and record is not None and record.expired):
                 yield {**row, "state": row_state, "reason": record.reason if record else None}
+
+    def _delivery_recipients(self, manifest: dict[str, Any], records: dict[str, RecordState], state: str) -> Iterator[dict[str, Any]]:
+        outcomes = delivery.by_address(self.table, manifest)
+        for row in self.rows(manifest):
+            found = outcomes.get(row["email"].strip().lower()) or {}
+            if state == "suppressed":
+                record = records.get(idempotency_sort_key(manifest["job_id"], row["email"]))
+                if record is None or record.state != SKIPPED or record.reason != delivery.SUPPRESSED_REASON:
+                    continue
+            elif not delivery.matches(state, found.get("event")):
+                continue
+            yield {**row, "state": state, "event": found.get("event"), "reason": found.get("diagnostic"),
+                   "bounce_type": found.get("bounce_type"), "bounce_subtype": found.get("bounce_subtype"),
+                   "diagnostic": found.get("diagnostic"), "event_at": found.get("event_at")}
 
     def export_unsent(self, job_id: str, path: str, force: bool = False) -> tuple[int, list[str]]:
         """Writes every recipient not sent as its original row plus `state` and `reason` columns.

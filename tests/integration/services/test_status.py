@@ -88,7 +88,7 @@ def test_recipients_lists_one_state(job, config_file, capsys):
     assert failed[0]["reason"].startswith("MessageRejected")
     assert [r["row"] for r in not_started] == [11, 12, 13]
     # And an unknown state is a usage error
-    assert main(["--config", config_file, "status", JOB, "--recipients", "bounced"]) == 2
+    assert main(["--config", config_file, "status", JOB, "--recipients", "bouncing"]) == 2
 
 
 def test_export_unsent_writes_original_rows_with_state_and_reason(job, config_file, tmp_path, capsys):
@@ -121,7 +121,7 @@ def test_jobs_lists_manifests(job, config_file, capsys):
     # When listing jobs / Then the job is there with its state and counts
     assert main(["--config", config_file, "jobs", "--json"]) == 0
     jobs = json.loads(capsys.readouterr().out)
-    assert [(j["job_id"], j["state"], j["recipients"]) for j in jobs] == [(JOB, "enqueued", 12)]
+    assert [(j["job_id"], j["state"], j["recipients"], j["done"]) for j in jobs] == [(JOB, "sending", 12, 7)]
 
 
 def test_watch_returns_once_the_job_has_settled(job, config_file, capsys, clients, stack):
