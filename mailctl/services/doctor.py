@@ -19,6 +19,7 @@ from mailctl.aws.lambda_ import LambdaAdapter
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.session import Clients, effective_endpoint, is_loopback
 from mailctl.local.provision import SHORT_VISIBILITY_TAG
+from mailctl.services import events_chain
 from mailctl.aws.ses import SesAccount, SesAdapter
 from mailctl.aws.sqs import SqsQueue
 from mailctl.config import Config
@@ -108,6 +109,7 @@ def run_doctor(config: Config, clients: Clients, identities: list[str] | None = 
     guarded("ses_identity", lambda: _ses_identities(config, ses, identities, bundles))
     guarded("configuration_set", lambda: _configuration_sets(config, ses, bundles))
     guarded("ses_account", lambda: _ses_account(ses, facts))
+    guarded("delivery_events", lambda: events_chain.checks(config, clients, ses, Check))
     checks.append(_send_rate(config, facts))
     return checks
 

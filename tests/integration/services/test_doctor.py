@@ -18,6 +18,7 @@ from mailctl.local.provision import provision
 EVERY_CHECK = {
     "sender_function", "visibility_timeout", "redrive_policy", "dlq_retention", "message_size", "batch_item_failures",
     "idempotency_expiry", "payload_lifecycle", "table_ttl", "ses_identity", "configuration_set", "ses_account", "send_rate",
+    "events_destination", "events_queue", "events_subscription", "events_function",
 }
 
 
@@ -240,6 +241,10 @@ def stub_ses_account(clients: Clients, production: bool, sending: bool, max_send
         "DedicatedIpAutoWarmupEnabled": False, "EnforcementStatus": "HEALTHY", "ProductionAccessEnabled": production,
         "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": max_send_rate, "SentLast24Hours": 0.0}, "SendingEnabled": sending,
     })
+    stubber.add_response("get_configuration_set_event_destinations", {"EventDestinations": [{
+        "Name": "mailctl-events", "Enabled": True, "MatchingEventTypes": ["SEND", "DELIVERY", "BOUNCE", "COMPLAINT"],
+        "SnsDestination": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:mailctl-ses-events"}}]},
+        {"ConfigurationSetName": "mailctl"})
     stubber.activate()
     clients._clients["sesv2"] = sesv2  # Clients hands out this client from now on
     return stubber
@@ -341,3 +346,47 @@ def test_a_new_sandbox_account_is_told_what_to_do_before_a_first_campaign(sound_
     assert checks["ses_account"]["status"] == "warning"
     assert "sandbox" in checks["ses_account"]["detail"] and "max send rate 1/s, 200 per 24 h" in checks["ses_account"]["detail"]
     assert "request production access" in checks["ses_account"]["fix"] and "DKIM" in checks["ses_account"]["fix"]
+
+
+def unsubscribe_events_queue(clients, stack):
+    sns = clients.client("sns")
+    for topic in sns.list_topics()["Topics"]:
+        for subscription in sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]:
+            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+
+
+def delete_events_queue(clients, stack):
+    clients.sqs.delete_queue(QueueUrl=clients.sqs.get_queue_url(QueueName=clients.config.events_queue)["QueueUrl"])
+
+
+def delete_configuration_set(clients, stack):
+    clients.client("ses").delete_configuration_set(ConfigurationSetName=clients.config.sending.configuration_set)
+
+
+def remove_event_destination(clients, stack):
+    clients.client("ses").delete_configuration_set_event_destination(ConfigurationSetName="mailctl", EventDestinationName="mailctl-events")
+
+
+def delete_events_mapping(clients, stack):
+    config = clients.config
+    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=clients.sqs.get_queue_url(QueueName=config.events_queue)["QueueUrl"],
+                                                 AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mapping = LambdaAdapter(clients.lambda_).event_source_mapping(config.events_function, queue_arn)
+    clients.lambda_.delete_event_source_mapping(UUID=mapping["UUID"])
+
+
+@pytest.mark.parametrize("breakage, check, words", [
+    (unsubscribe_events_queue, "events_subscription", "does not deliver to queue mailctl-ses-events"),
+    (delete_events_queue, "events_queue", "mailctl-ses-events"),
+    (delete_configuration_set, "configuration_set", "configuration set mailctl does not exist"),
+    (remove_event_destination, "events_destination", "configuration set mailctl has no enabled SNS event destination"),
+    (delete_events_mapping, "events_function", "no event source mapping from mailctl-ses-events to mailctl-events"),
+])
+def test_each_broken_link_of_the_events_chain_is_a_problem(sound_stack, doctor_clients, config_file, capsys, breakage, check, words):
+    # Given one link of configuration set -> SNS -> events queue -> events function broken
+    breakage(doctor_clients, sound_stack)
+    # When doctor runs / Then that link is a problem, named, with the fix, and the exit code says so
+    code, checks = run_doctor_json(config_file, capsys)
+    assert code == 1
+    assert checks[check]["status"] == "problem" and words in checks[check]["detail"], checks[check]
+    assert checks[check]["fix"]
