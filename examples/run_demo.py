@@ -4,7 +4,10 @@
 2. `mailctl send examples/campaign.yaml --skip-invalid` (invalid rows reported and skipped, one
    oversized chunk through S3);
 3. one undecodable message from a "broken producer", which ends in the dead-letter queue;
-4. wait for the worker to drain, then `mailctl status`, `mailctl dlq list`, and the outbox.
+4. wait for the worker to drain and for SES's delivery events (the list holds a few SES mailbox
+   simulator addresses: bounce, complaint, out-of-office, suppression list), then `mailctl status`
+   (delivered, bounced, complained, rates), the bounced recipients, `mailctl suppression list`,
+   `mailctl dlq list`, and the outbox.
 Everything it started is stopped at the end, whatever happens.
 """
 
@@ -98,14 +101,20 @@ def main() -> None:
             status = json_of("status", job, "--json")
             dlq = json_of("dlq", "list", "--json")
             settled = status["not_started"] == 0 and status["in_progress"] == 0
-            print(f"  sent {status['sent']:,} / {status['recipients']:,}, failed {status['failed']}, dead letters {len(dlq)}", flush=True)
-            if settled and dlq:
+            # Every mail SES accepted has its final word: delivered (complaints included), bounced or rejected.
+            heard = status["delivered"] + status["bounced"] + status["rejected"] >= status["sent"]
+            print(f"  sent {status['sent']:,} / {status['recipients']:,}, failed {status['failed']}, "
+                  f"delivered {status['delivered']:,}, bounced {status['bounced']}, complained {status['complained']}, "
+                  f"dead letters {len(dlq)}", flush=True)
+            if settled and heard and dlq:
                 break
             if time.monotonic() - started > DEADLINE_SECONDS:
                 raise SystemExit("demo: the job did not settle in time; see outbox/local-up.log")
             time.sleep(3)
 
         mailctl("status", job)
+        mailctl("status", job, "--recipients", "bounced")
+        mailctl("suppression", "list")
         mailctl("dlq", "list")
         emails = sorted(OUTBOX.rglob("*.eml"))
         print(f"\n{len(emails):,} messages written to {OUTBOX}/ (open any .eml in a mail client), e.g. {emails[0].relative_to(ROOT) if emails else '-'}")
