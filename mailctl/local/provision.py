@@ -31,6 +31,7 @@ SENDER_HANDLER = "mail_sender.handler.lambda_handler"
 EVENTS_HANDLER = "mail_sender.events_handler.lambda_handler"
 EVENTS_TIMEOUT_SECONDS = 30
 EVENTS_BATCH_SIZE = 10
+EVENTS_MAXIMUM_CONCURRENCY = 2  # the template's ScalingConfig
 EVENT_DESTINATION = "mailctl-events"
 # The template's event types (OPEN and CLICK are off there by default), in SES v1's spelling.
 EVENT_TYPES = ("send", "reject", "bounce", "complaint", "delivery", "deliveryDelay", "renderingFailure")
@@ -161,7 +162,7 @@ def provision(
             _tame_moto(moto_queue, queue_arn, config.sender_function)
             _provision_function(clients, config.events_function, EVENTS_HANDLER, EVENTS_TIMEOUT_SECONDS, events_environment(config))
             events_mapping_uuid = _provision_mapping(clients, config.events_function, events["queue_arn"], config.events_queue,
-                                                     EVENTS_BATCH_SIZE, MIN_MAXIMUM_CONCURRENCY)
+                                                     EVENTS_BATCH_SIZE, EVENTS_MAXIMUM_CONCURRENCY)
             events_moto_queue = _in_process_moto_queue(events["queue_arn"], None)
             if events_moto_queue is not None:
                 _tame_moto(events_moto_queue, events["queue_arn"], config.events_function)

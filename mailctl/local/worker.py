@@ -267,9 +267,9 @@ class EventSource:
 
     @classmethod
     def events(cls, config: Config) -> EventSource:
-        from mailctl.local.provision import EVENTS_BATCH_SIZE, EVENTS_TIMEOUT_SECONDS
+        from mailctl.local.provision import EVENTS_BATCH_SIZE, EVENTS_MAXIMUM_CONCURRENCY, EVENTS_TIMEOUT_SECONDS
 
-        return cls(config.events_queue, config.events_function, EVENTS_BATCH_SIZE, 1, EVENTS_TIMEOUT_SECONDS,
+        return cls(config.events_queue, config.events_function, EVENTS_BATCH_SIZE, EVENTS_MAXIMUM_CONCURRENCY, EVENTS_TIMEOUT_SECONDS,
                    sender_environment=False)
 
 
