@@ -224,8 +224,8 @@ class StateStore(LazyClient):
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {self.table: {
                 "Keys": [{PK_ATTR: {"S": suppression_partition(k)}, SK_ATTR: {"S": k}} for k in keys[start:start + BATCH_GET_LIMIT]],
-                "ProjectionExpression": "#sk, reason",
-                "ExpressionAttributeNames": {"#sk": SK_ATTR},
+                "ProjectionExpression": "#sk, #reason",
+                "ExpressionAttributeNames": {"#sk": SK_ATTR, "#reason": "reason"},
             }}
             for attempt in range(8):
                 try:
