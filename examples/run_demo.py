@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config.example.yaml"
 OUTBOX = ROOT / "outbox"
 LOG = ROOT / "outbox" / "local-up.log"
-DEADLINE_SECONDS = 150
+DEADLINE_SECONDS = 300
 
 
 def mailctl(*args: str, capture: bool = False, echo: bool = True) -> subprocess.CompletedProcess:
