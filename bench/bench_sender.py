@@ -62,7 +62,7 @@ class _Raw(io.BytesIO):
 
 
 class StandIn:
-    """Answers S3 GetObject, DynamoDB Get/Put/Update/DeleteItem and SES v2 SendEmail in memory."""
+    """Answers S3 GetObject, DynamoDB Get/Put/Update/DeleteItem and BatchGetItem, and SES v2 SendEmail in memory."""
 
     def __init__(self, ses_latency: float = 0.0):
         self.ses_latency = ses_latency
@@ -101,6 +101,11 @@ class StandIn:
                 self.sent += 1
             return self._response(request, 200, json.dumps({"MessageId": uuid.uuid4().hex}).encode())
         params = json.loads(request.body)
+        if operation == "BatchGetItem":  # the sender's suppression-list check, once per chunk
+            with self.lock:
+                found = {table: [self.items[(k["pk"]["S"], k["sk"]["S"])] for k in spec["Keys"] if (k["pk"]["S"], k["sk"]["S"]) in self.items]
+                         for table, spec in params["RequestItems"].items()}
+            return self._json(request, {"Responses": found, "UnprocessedKeys": {}})
         key = (params.get("Key") or params.get("Item"))
         key = (key["pk"]["S"], key["sk"]["S"])
         with self.lock:

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.test_cli_local_stack import campaign, rows_for, stack  # noqa: F401  (the module's local stack)
+from tests.e2e.conftest import campaign, rows_for
 
 pytestmark = pytest.mark.e2e
 
