@@ -93,7 +93,7 @@ def send(
 def _suppression_list(app) -> dict[str, str]:
     from mailctl.services.suppression import SuppressionList
 
-    return SuppressionList(app.clients, app.config).lookup()
+    return SuppressionList(app.clients, app.config).for_send(app.config.queue)
 
 
 def _summary(job_id: str, check: service.CheckResult, config) -> dict:

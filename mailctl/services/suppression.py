@@ -20,6 +20,7 @@ from typing import Any
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.ses import SesAdapter
+from mailctl.aws.sqs import SqsQueue
 from mailctl.errors import UserError
 from mailctl.recipients import RowProblem, normalize_address
 from mail_sender.contract import (
@@ -85,6 +86,12 @@ class SuppressionList:
     def lookup(self) -> dict[str, str]:
         """Every listed address -> its reason: `mailctl send` checks a whole list against it."""
         return {item[SK_ATTR]["S"]: item.get("reason", {}).get("S", "") for item in self.table.suppression_items()}
+
+    def for_send(self, queue: str) -> dict[str, str]:
+        """`lookup`, for `mailctl send`: the job queue is resolved first, so that against a stack
+        that is not there the error names the queue, as send's own fail-fast check would."""
+        SqsQueue(self.clients.sqs, queue).url
+        return self.lookup()
 
     # --- changing -----------------------------------------------------------------------------------
 
