@@ -237,6 +237,7 @@ def stub_ses_account(clients: Clients, production: bool, sending: bool, max_send
     stubber.add_response("list_email_identities", {"EmailIdentities": [
         {"IdentityType": "DOMAIN", "IdentityName": "example.com", "SendingEnabled": True, "VerificationStatus": "SUCCESS"},
     ]})
+    stubber.add_response("get_configuration_set", {"ConfigurationSetName": "mailctl"}, {"ConfigurationSetName": "mailctl"})
     stubber.add_response("get_account", {
         "DedicatedIpAutoWarmupEnabled": False, "EnforcementStatus": "HEALTHY", "ProductionAccessEnabled": production,
         "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": max_send_rate, "SentLast24Hours": 0.0}, "SendingEnabled": sending,
@@ -265,7 +266,7 @@ def test_sandbox_and_a_send_rate_above_the_quota_are_warnings_with_the_rate_that
     assert checks["send_rate"].status == "warning"
     assert "100/s" in checks["send_rate"].detail and "14/s" in checks["send_rate"].detail
     assert "rate_per_second (MAILCTL_RATE_PER_SECOND) to 7 or less" in checks["send_rate"].fix
-    assert not has_problems(list(checks.values()))
+    assert not has_problems(list(checks.values())), [c for c in checks.values() if c.status == "problem"]
 
 
 def test_an_account_with_sending_disabled_is_a_problem(doctor_clients, sound_stack):
@@ -363,10 +364,6 @@ def delete_configuration_set(clients, stack):
     clients.client("ses").delete_configuration_set(ConfigurationSetName=clients.config.sending.configuration_set)
 
 
-def remove_event_destination(clients, stack):
-    clients.client("ses").delete_configuration_set_event_destination(ConfigurationSetName="mailctl", EventDestinationName="mailctl-events")
-
-
 def delete_events_mapping(clients, stack):
     config = clients.config
     queue_arn = clients.sqs.get_queue_attributes(QueueUrl=clients.sqs.get_queue_url(QueueName=config.events_queue)["QueueUrl"],
@@ -379,7 +376,6 @@ def delete_events_mapping(clients, stack):
     (unsubscribe_events_queue, "events_subscription", "does not deliver to queue mailctl-ses-events"),
     (delete_events_queue, "events_queue", "mailctl-ses-events"),
     (delete_configuration_set, "configuration_set", "configuration set mailctl does not exist"),
-    (remove_event_destination, "events_destination", "configuration set mailctl has no enabled SNS event destination"),
     (delete_events_mapping, "events_function", "no event source mapping from mailctl-ses-events to mailctl-events"),
 ])
 def test_each_broken_link_of_the_events_chain_is_a_problem(sound_stack, doctor_clients, config_file, capsys, breakage, check, words):
@@ -390,3 +386,17 @@ def test_each_broken_link_of_the_events_chain_is_a_problem(sound_stack, doctor_c
     assert code == 1
     assert checks[check]["status"] == "problem" and words in checks[check]["detail"], checks[check]
     assert checks[check]["fix"]
+
+
+def test_a_configuration_set_without_an_event_destination_is_a_problem(sound_stack, doctor_config, doctor_clients, tmp_path, capsys):
+    # Given a config whose configuration set exists but publishes no events anywhere
+    doctor_clients.client("ses").create_configuration_set(ConfigurationSet={"Name": "bare"})
+    doctor_config.sending.configuration_set = "bare"
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(doctor_config.model_dump(mode="json", exclude_none=True)))
+    # When doctor runs / Then the set is fine, its events are a problem
+    code, checks = run_doctor_json(str(path), capsys)
+    assert code == 1
+    assert checks["configuration_set"]["status"] == "ok"
+    assert checks["events_destination"]["status"] == "problem"
+    assert "configuration set bare has no enabled SNS event destination" in checks["events_destination"]["detail"]
