@@ -194,17 +194,25 @@ class StateTable:
         return keys
 
     def _delete_keys(self, keys: list[tuple[str, str]]) -> None:
-        """BatchWriteItem deletes, 25 a call, retrying what DynamoDB leaves unprocessed."""
-        for start in range(0, len(keys), 25):
-            request: dict[str, Any] = {
-                self.table: [{"DeleteRequest": {"Key": to_item({PK_ATTR: pk, SK_ATTR: sk})}} for pk, sk in keys[start:start + 25]]
-            }
-            for _attempt in range(8):
+        self._batch_write([{"DeleteRequest": {"Key": to_item({PK_ATTR: pk, SK_ATTR: sk})}} for pk, sk in keys])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> bool:
+        """BatchWriteItem, 25 requests a call, retrying (with backoff) what DynamoDB leaves
+        unprocessed. False if some are still unprocessed after the retries."""
+        import time
+
+        for start in range(0, len(requests), 25):
+            request: dict[str, Any] = {self.table: requests[start:start + 25]}
+            for attempt in range(8):
                 with aws_call(f"table {self.table}"):
                     response = self.client.batch_write_item(RequestItems=request)
                 request = response.get("UnprocessedItems") or {}
                 if not request:
                     break
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+            if request:
+                return False
+        return True
 
     def job_record_items(self, job_id: str, shards: int = 1, segments: int = 16, workers: int = 16,
                          prefix: str | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -302,24 +310,12 @@ class StateTable:
             yield from self._query(partition)
 
     def put_suppressions(self, items: list[dict[str, Any]]) -> None:
-        """BatchWriteItem, 25 items a call, retrying what DynamoDB leaves unprocessed. Items are in
-        DynamoDB's wire shape and carry their own keys."""
-        import time
+        """Writes suppression entries (DynamoDB's wire shape, keys included), 25 a call."""
+        if not self._batch_write([{"PutRequest": {"Item": item}} for item in items]):
+            from mailctl.errors import AwsError
 
-        for start in range(0, len(items), 25):
-            request = {self.table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]}
-            for attempt in range(10):
-                with aws_call(f"table {self.table}"):
-                    response = self.client.batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2 ** attempt, 2.0))
-            if request:
-                from mailctl.errors import AwsError
-
-                raise AwsError(f"table {self.table}: DynamoDB left suppression entries unwritten after retries",
-                               hint="rerun the same import: it writes every entry again")
+            raise AwsError(f"table {self.table}: DynamoDB left suppression entries unwritten after retries",
+                           hint="rerun the same import: it writes every entry again")
 
     def delete_suppression(self, partition: str, key: str) -> bool:
         """True if the address was listed."""
