@@ -26,7 +26,7 @@ INJECTIONS = {
     "plain@example.com": "Frank",
 }
 BASE_HEADERS = {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version", "content-type",
-                "list-unsubscribe", "list-unsubscribe-post", "x-campaign"}
+                "list-unsubscribe", "list-unsubscribe-post", "x-campaign", "list-id", "feedback-id"}
 
 
 def put_injection_job(rig) -> str:
