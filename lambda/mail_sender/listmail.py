@@ -6,8 +6,10 @@ text/plain alternative for an html-only campaign.
 - Feedback-ID (Gmail's feedback loop, "Feedback-ID" in Gmail's bulk sender guidelines): up to four
   colon-separated fields, the last the sender's identifier: `<campaign>:<job>:mailctl:<from domain>`,
   so Gmail's complaint figures split by campaign and job.
-- The text part of an html-only message is generated from the rendered html by inscriptis
-  (Apache-2.0), which keeps lists, tables and link targets readable.
+- The text part of an html-only message is generated from the rendered html by markdownify (MIT,
+  on BeautifulSoup's own parser: no lxml, which would change how openpyxl writes and reads
+  workbooks in the same environment). Lists, headings, tables and link targets stay readable;
+  emphasis markers are left out.
 A campaign that sets List-Id or Feedback-ID in its own headers keeps its value.
 """
 
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import re
 
-from inscriptis import get_text
-from inscriptis.model.config import ParserConfig
+from markdownify import markdownify
 
 _NOT_ATOM = re.compile(r"[^a-z0-9]+")
 _NOT_FIELD = re.compile(r"[^A-Za-z0-9._-]+")
-_TEXT_CONFIG = ParserConfig(display_links=True)
+_TEXT_OPTIONS = {"heading_style": "ATX", "bullets": "*", "strip": ["b", "strong", "i", "em", "img"],
+                 "escape_asterisks": False, "escape_underscores": False, "escape_misc": False}
 LIST_HEADERS = frozenset({"list-id", "feedback-id"})
 MAX_LIST_ID = 200  # RFC 2919: the whole list-id at most 255 octets
 
@@ -54,4 +56,4 @@ def list_header_lines(campaign: str | None, job_id: str, domain: str, existing: 
 
 
 def text_from_html(html: str) -> str:
-    return get_text(html, _TEXT_CONFIG).strip() + "\n"
+    return markdownify(html, **_TEXT_OPTIONS).strip() + "\n"
