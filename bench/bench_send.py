@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import socket
 import random
 import subprocess
 import sys
@@ -102,16 +103,20 @@ def main() -> None:
 
     import logging
 
-    from moto.server import ThreadedMotoServer
-
     from mailctl.aws.session import Clients
     from mailctl.config import AwsSettings, Config
     from mailctl.local.provision import provision
+    from mailctl.local.ses_front import SesFront
+    from mailctl.local.stack import moto_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    # The local stack's moto, SES account rules in front: `send` checks the From with SES first.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    moto = moto_server(port, SesFront())
     moto.start()
-    moto_endpoint = f"http://127.0.0.1:{moto._server.server_port}"
+    moto_endpoint = f"http://127.0.0.1:{port}"
     provision(Clients(Config(aws=AwsSettings(endpoint_url=moto_endpoint))))
 
     fake = FakeSqs(port=0)

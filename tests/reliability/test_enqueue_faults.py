@@ -45,8 +45,8 @@ def test_ctrl_c_then_kill_9_during_enqueue_then_rerun_mails_everyone_exactly_onc
     proxy.release(forward=True)  # the calls in flight complete, as they would on a live network
     code, _, err = finish(first)
 
-    # Then it stops cleanly: non-zero, one line saying the job is partly enqueued and how to resume
-    assert code == 1, err
+    # Then it stops cleanly: exit 130 (interrupted), one line saying the job is partly enqueued and how to resume
+    assert code == 130, err
     assert "interrupted: job" in err and "partly enqueued" in err
     assert "hint: run the same command again to resume" in err
     assert "Traceback" not in err
