@@ -46,7 +46,7 @@ def test_ctrl_c_then_kill_9_during_enqueue_then_rerun_mails_everyone_exactly_onc
     code, _, err = finish(first)
 
     # Then it stops cleanly: non-zero, one line saying the job is partly enqueued and how to resume
-    assert code == 1, err
+    assert code == 130, err  # Ctrl-C: exit 130 (mailctl.errors.Interrupted)
     assert "interrupted: job" in err and "partly enqueued" in err
     assert "hint: run the same command again to resume" in err
     assert "Traceback" not in err
