@@ -24,8 +24,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailctl.errors import ConfigError
 from mail_sender.addresses import AddressProblem, to_ses
-from mail_sender.contract import encode_recipient
-from mail_sender.templating import TemplateSet
+from mail_sender.compose import HEADER_PARTS, check_headers
+from mail_sender.contract import decode_recipient, encode_recipient
+from mail_sender.mime import MAX_UNSUBSCRIBE_URL, RecipientRejected, is_plain_address, may_refuse
+from mail_sender.templating import TemplateProblem, TemplateSet
 
 SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 
@@ -80,8 +82,23 @@ class Checker:
 
     def __post_init__(self) -> None:
         self._max_uses = max([1, *self.templates.uses.values()])
-        self._header_vars = tuple(sorted(self.templates.header_variables))
-        self._needed = self.templates.variables
+        # `email` is always in the sender's render context (compose.render_context): no column needed.
+        self._header_vars = tuple(sorted(self.templates.header_variables - {"email"}))
+        self._needed = self.templates.variables - {"email"}
+        # Rows whose headers could be refused by the sender's MIME code get that very code run on
+        # them here (mime.may_refuse says which); with such text in the templates themselves, all do.
+        header_sources = [self.templates.sources[part] or "" for part in HEADER_PARTS]
+        self._headers_of_every_row = any(may_refuse(source) for source in header_sources)
+        self._email_in_headers = "email" in self.templates.header_variables
+        # The unsubscribe URL's length limit: a row whose values could make it too long, once
+        # percent-encoded (at most 12 characters per character: 4 UTF-8 bytes as %XX), is checked.
+        unsubscribe = self.templates.sources["unsubscribe_url"] or ""
+        self._url_static = len(unsubscribe)
+        self._url_uses = {name: unsubscribe.count(name) for name in self.templates.part_variables.get("unsubscribe_url", ())}
+        self._url_indexes: list[tuple[int, int]] = []
+
+    def _url_may_be_too_long(self, lengths: int) -> bool:
+        return self._url_static + 12 * lengths > MAX_UNSUBSCRIBE_URL
 
     def check_columns(self, columns: list[str]) -> None:
         """A CSV's header is checked once: every template variable needs a column."""
@@ -103,7 +120,8 @@ class Checker:
         self.check_columns(columns)
         self._columns = columns
         self._email_index = columns.index(self.email_column)
-        self._header_indexes = [columns.index(name) for name in self._header_vars]
+        self._header_indexes = [columns.index(name) for name in self._header_vars if name in columns]
+        self._url_indexes = [(columns.index(name), uses) for name, uses in self._url_uses.items() if name in columns]
         # The sender's render context is {"email": address, **vars}: an "email" column need not travel twice.
         keep = [i for i, name in enumerate(columns) if not (name == "email" and i == self._email_index)]
         self._var_keys = [(i, _encode_string(columns[i])) for i in keep]
@@ -118,14 +136,32 @@ class Checker:
         if _BODY_BAD.search(joined):
             bad = next(self._columns[i] for i, v in enumerate(values) if _BODY_BAD.search(v))
             raise RowProblem(f"column {bad!r} contains a control character")
+        refusable = self._headers_of_every_row
         for index in self._header_indexes:
-            if _HEADER_BAD.search(values[index]):
+            value = values[index]
+            if _HEADER_BAD.search(value):
                 raise RowProblem(f"column {self._columns[index]!r} reaches a mail header and contains a line break or control character")
+            refusable = refusable or may_refuse(value)
         if len(joined) * self._max_uses + self.templates.static_size > self.max_message_bytes:
             size = self.templates.estimated_size(dict(zip(self._columns, values)))
             if size > self.max_message_bytes:
                 raise RowProblem(f"the message would be about {size / 1048576:.0f} MB, over SES's 40 MB limit")
+        if self._url_indexes and not refusable:
+            refusable = self._url_may_be_too_long(sum(len(values[i]) * uses for i, uses in self._url_indexes) + len(normalized) * self._url_uses.get("email", 0))
+        if refusable or not is_plain_address(normalized) or (self._email_in_headers and may_refuse(normalized)):
+            self._check_headers(self.encode_values(normalized, values, 0))
         return normalized
+
+    def _check_headers(self, item: str) -> None:
+        """The sender's own header code on this row, decoded as the sender decodes it."""
+        try:
+            check_headers(self.templates, decode_recipient(item))
+        except RecipientRejected as exc:
+            raise RowProblem(str(exc)) from None
+        except AddressProblem as exc:
+            raise RowProblem(exc.reason) from None
+        except TemplateProblem as exc:
+            raise RowProblem(f"template: {exc}") from None
 
     def encode_values(self, email: str, values: list[str], line: int) -> str:
         """`encode_item` for a CSV row, assembled from pre-encoded keys: this runs a million times."""
@@ -155,6 +191,11 @@ class Checker:
             size = self.templates.estimated_size(row)
             if size > self.max_message_bytes:
                 raise RowProblem(f"the message would be about {size / 1048576:.0f} MB, over SES's 40 MB limit")
+        url_lengths = sum(len(str(row.get(name, ""))) * uses for name, uses in self._url_uses.items() if name != "email") + len(normalized) * self._url_uses.get("email", 0)
+        if self._headers_of_every_row or self._url_may_be_too_long(url_lengths) or not is_plain_address(normalized) or (self._email_in_headers and may_refuse(normalized)) or any(
+            row.get(name) is not None and may_refuse(str(row[name])) for name in self._header_vars
+        ):
+            self._check_headers(encode_item(normalized, row, 0, self.email_column))
         return normalized
 
 
@@ -193,6 +234,17 @@ class SeenHashes:
         if self._count * 2 > mask:
             self._grow()
         return True
+
+    def contains(self, value: int) -> bool:
+        value &= 0xFFFF_FFFF_FFFF_FFFF
+        value = value or 1
+        table, mask = self._table, self._mask
+        index = value & mask
+        while slot := table[index]:
+            if slot == value:
+                return True
+            index = (index + 1) & mask
+        return False
 
     def _grow(self) -> None:
         old = self._table

@@ -145,15 +145,7 @@ def decode_chunk(body: str | bytes) -> Chunk:
     raw_recipients = data.get("recipients")
     if not isinstance(raw_recipients, list):
         raise ContractError("'recipients' must be a list")
-    recipients = []
-    for index, item in enumerate(raw_recipients):
-        if not isinstance(item, dict) or not isinstance(item.get("email"), str) or not item["email"]:
-            raise ContractError(f"recipients[{index}] has no 'email'")
-        vars_ = item.get("vars", {})
-        if not isinstance(vars_, dict):
-            raise ContractError(f"recipients[{index}].vars must be an object")
-        row = item.get("row")
-        recipients.append(Recipient(email=item["email"], vars=vars_, row=row if isinstance(row, int) else None))
+    recipients = [_recipient(index, item) for index, item in enumerate(raw_recipients)]
     return Chunk(
         job_id=job_id,
         chunk=chunk,
@@ -161,6 +153,24 @@ def decode_chunk(body: str | bytes) -> Chunk:
         recipients=tuple(recipients),
         version=version,
     )
+
+
+def _recipient(index: int, item: Any) -> Recipient:
+    if not isinstance(item, dict) or not isinstance(item.get("email"), str) or not item["email"]:
+        raise ContractError(f"recipients[{index}] has no 'email'")
+    vars_ = item.get("vars", {})
+    if not isinstance(vars_, dict):
+        raise ContractError(f"recipients[{index}].vars must be an object")
+    row = item.get("row")
+    return Recipient(email=item["email"], vars=vars_, row=row if isinstance(row, int) else None)
+
+
+def decode_recipient(encoded: str) -> Recipient:
+    """One recipient item (JSON text, as in a chunk's `recipients`), read as the sender reads it."""
+    try:
+        return _recipient(0, json.loads(encoded))
+    except ValueError as exc:
+        raise ContractError(f"recipient is not JSON: {exc}") from None
 
 
 # --- the template bundle -------------------------------------------------------------------------
@@ -253,6 +263,8 @@ SUPPRESSION_REASON_MANUAL = "MANUAL"
 JOB_STATE_SENDING = "sending"
 JOB_STATE_COMPLETE = "complete"
 JOB_STATE_PAUSED = "paused"
+# Every chunk is on the queue: `enqueued`, or `complete` once every recipient has an outcome.
+JOB_STATES_FULLY_ENQUEUED = (JOB_STATE_ENQUEUED, JOB_STATE_COMPLETE)
 
 # The SES message tag the sender puts on every mail, and the events handler reads back.
 JOB_TAG = "job_id"

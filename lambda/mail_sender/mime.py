@@ -63,6 +63,24 @@ _LINESEP = "\r\n"
 _BARE_BREAK = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
 
 
+# What a header value must hold for recipient_header_lines to refuse it once the raw checks (CR/LF,
+# control characters) pass: an encoded word (decoded before refolding), an angle bracket
+# (List-Unsubscribe), a lone surrogate (not encodable), or length (the unsubscribe URL's limit).
+# `mailctl send` runs the real code on rows where this matches; tests/lambda/test_mime_refusals.py
+# holds that values where it does not are never refused.
+_MAY_REFUSE = re.compile(r"=\?|[<>\ud800-\udfff]")
+MAY_REFUSE_LENGTH = 100
+
+
+def may_refuse(value: str) -> bool:
+    return len(value) > MAY_REFUSE_LENGTH or _MAY_REFUSE.search(value) is not None
+
+
+def is_plain_address(address: str) -> bool:
+    """An address (already stripped) written into To as it is, without the policy's parser."""
+    return _PLAIN_ADDRESS.match(address) is not None
+
+
 def _fold(name: str, value: str) -> bytes:
     """One header line as the SMTP policy encodes and folds it (always through the header
     registry: a short non-ASCII value is still encoded, never written raw)."""
@@ -158,6 +176,25 @@ def _part(content: str, subtype: str) -> tuple[bytes, bytes]:
     return headers.encode("ascii"), body
 
 
+def recipient_header_lines(*, to: str, subject: str, unsubscribe_url: str | None) -> list[bytes]:
+    """The header lines that differ per recipient (To, Subject, List-Unsubscribe), encoded; raises
+    RecipientRejected for anything unsafe. `mailctl send` runs this for every row at the desk."""
+    to = to.strip()
+    if _has_newline(to):
+        raise RecipientRejected("header injection refused: the address contains CR/LF")
+    if _has_newline(subject):
+        raise RecipientRejected("header injection refused: the rendered subject contains CR/LF")
+    if _CONTROL.search(subject):
+        raise RecipientRejected("the rendered subject contains control characters")
+    out = [f"To: {to}{_LINESEP}".encode("ascii") if _PLAIN_ADDRESS.match(to) else _fold("To", to), _fold("Subject", subject)]
+    if unsubscribe_url:
+        out.append(f"List-Unsubscribe: {unsubscribe_header(unsubscribe_url)}{_LINESEP}".encode("ascii"))
+        if urlsplit(unsubscribe_url.strip()).scheme == "https":
+            # RFC 8058 one-click needs an HTTPS URI; a mailto-only header gets no Post header.
+            out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    return out
+
+
 def build_message(
     *,
     headers: BundleHeaders,
@@ -171,26 +208,9 @@ def build_message(
 ) -> bytes:
     """One recipient's message, as the bytes SES receives. Raises RecipientRejected for anything
     unsafe to send."""
-    to = to.strip()
-    if _has_newline(to):
-        raise RecipientRejected("header injection refused: the address contains CR/LF")
-    if _has_newline(subject):
-        raise RecipientRejected("header injection refused: the rendered subject contains CR/LF")
-    if _CONTROL.search(subject):
-        raise RecipientRejected("the rendered subject contains control characters")
-    out = [headers.block]
-    if _PLAIN_ADDRESS.match(to):
-        out.append(f"To: {to}{_LINESEP}".encode("ascii"))
-    else:
-        out.append(_fold("To", to))
-    out.append(_fold("Subject", subject))
+    out = [headers.block, *recipient_header_lines(to=to, subject=subject, unsubscribe_url=unsubscribe_url)]
     out.append(f"Date: {formatdate(time.time() if now is None else now, usegmt=True)}{_LINESEP}".encode("ascii"))
     out.append(f"Message-ID: {make_msgid(domain=headers.domain)}{_LINESEP}".encode("ascii"))
-    if unsubscribe_url:
-        out.append(f"List-Unsubscribe: {unsubscribe_header(unsubscribe_url)}{_LINESEP}".encode("ascii"))
-        if urlsplit(unsubscribe_url.strip()).scheme == "https":
-            # RFC 8058 one-click needs an HTTPS URI; a mailto-only header gets no Post header.
-            out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     out.append(list_headers)
     out.append(b"MIME-Version: 1.0\r\n")
     if text is None and html:

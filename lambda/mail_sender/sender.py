@@ -52,15 +52,15 @@ from mail_sender.contract import (
     parse_pointer,
     shard_of,
 )
-from mail_sender.addresses import AddressProblem, to_ses
-from mail_sender.listmail import list_header_lines
-from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
+from mail_sender.addresses import AddressProblem
+from mail_sender.compose import LoadedBundle, compose, load_bundle
+from mail_sender.mime import RecipientRejected
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
 from mail_sender.ratelimit import TokenBucket
 from mail_sender.ses import AccountSendError, PermanentSendError, RetryableSendError, SesAdapter
 from mail_sender.settings import Settings
 from mail_sender.state import JobInfo, StateStore, StateUnavailable
-from mail_sender.templating import TEMPLATE_PARTS, TemplateProblem, TemplateSet
+from mail_sender.templating import TemplateProblem
 
 # Stop starting sends when the invocation has less than this left: a send that is cut off by the
 # timeout leaves an INPROGRESS record (harmless thanks to register_lambda_context, but the mail's
@@ -103,14 +103,6 @@ class Deferred(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class LoadedBundle:
-    templates: TemplateSet
-    headers: BundleHeaders
-    configuration_set: str | None
-    campaign: str | None = None
 
 
 @dataclass
@@ -406,17 +398,13 @@ class Sender:
             return cached
         where = f"template bundle s3://{ref.bucket}/{ref.key}"
         try:
-            data = decode_bundle(self.payloads.get(ref.bucket, ref.key))
-            templates = TemplateSet({part: data.get(part) for part in TEMPLATE_PARTS})
-            headers = BundleHeaders.from_bundle(data)
+            loaded = load_bundle(decode_bundle(self.payloads.get(ref.bucket, ref.key)))
         except PayloadMissing as exc:
             raise RecordFailed(f"{where} is gone: {exc}", POISON) from None
         except PayloadUnavailable as exc:
             raise RecordFailed(f"{where} unreadable for now: {exc}", RETRYABLE) from None
         except (ContractError, TemplateProblem) as exc:
             raise RecordFailed(f"{where}: {exc}", POISON) from None
-        loaded = LoadedBundle(templates=templates, headers=headers, configuration_set=data.get("configuration_set") or None,
-                              campaign=data.get("campaign") or None)
         self._bundles[key] = loaded
         if len(self._bundles) > BUNDLE_CACHE_SIZE:
             self._bundles.popitem(last=False)
@@ -469,26 +457,11 @@ class Sender:
         if recipient.key in suppressed:
             return _outcome("skipped", recipient, self._clock(), reason="suppressed")
         try:
-            rendered = bundle.templates.render(recipient.vars)
+            address, raw = compose(bundle, recipient, chunk.job_id, now=self._clock())
         except TemplateProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"template: {exc}")
-        try:
-            # SES takes IDN domains only in Punycode, in the To header and the Destination alike.
-            address = to_ses(recipient.email.strip())
         except AddressProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"address: {exc.reason}")
-        try:
-            raw = build_message(
-                headers=bundle.headers,
-                to=address,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                unsubscribe_url=rendered.unsubscribe_url,
-                now=self._clock(),
-                list_headers=list_header_lines(bundle.campaign, chunk.job_id, bundle.headers.domain,
-                                               {name.lower() for name, _ in bundle.headers.extra}),
-            )
         except RecipientRejected as exc:
             return _outcome("failed", recipient, self._clock(), reason=str(exc))
 
@@ -497,6 +470,13 @@ class Sender:
             raise Deferred(halted[1])
         if not invocation.bucket.acquire(deadline=invocation.send_deadline()):
             raise Deferred("the rate limit leaves no time before the invocation times out")
+        # The job state again, right before the send (cached for at most JOB_CACHE_SECONDS): a
+        # cancel bites within seconds even in the middle of a long chunk.
+        try:
+            if self.state.job(chunk.job_id).cancelled:
+                return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+        except StateUnavailable as exc:
+            raise Deferred(str(exc)) from None
         try:
             message_id = self.ses.send_raw(
                 raw,

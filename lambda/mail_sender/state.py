@@ -26,7 +26,9 @@ from mail_sender.contract import (
 
 FAILURES_PK = "failures"
 FAILURE_RETENTION_SECONDS = 15 * 24 * 3600  # as long as idempotency records: beyond the DLQ's 14 days
-JOB_CACHE_SECONDS = 5.0  # a cancel takes effect within this long; saves a GetItem per chunk
+# A cancel takes effect within this long: the sender reads the job state again before each send
+# once its copy is this old (one GetItem per job every 2 s per container, not one per recipient).
+JOB_CACHE_SECONDS = 2.0
 
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"

@@ -96,9 +96,10 @@ class TemplateSet:
         self.uses = {name: sum((s or "").count(name) for s in self.sources.values()) for name in self.variables}
         self.static_size = sum(len((s or "").encode()) for s in self.sources.values())
 
-    def render(self, variables: dict[str, Any]) -> Rendered:
-        out: dict[str, str | None] = {}
-        for part in TEMPLATE_PARTS:
+    def render(self, variables: dict[str, Any], parts: tuple[str, ...] = TEMPLATE_PARTS) -> Rendered:
+        """The given parts rendered (the others None)."""
+        out: dict[str, str | None] = dict.fromkeys(TEMPLATE_PARTS)
+        for part in parts:
             template = self._compiled.get(part)
             if template is None:
                 out[part] = None

@@ -9,13 +9,16 @@ Query on one partition: never a Scan.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from mailctl.aws.errors import aws_call
+from botocore.exceptions import ClientError
+
+from mailctl.aws.errors import aws_call, error_code
 from mail_sender.contract import JOBS_PK, PK_ATTR, SK_ATTR, job_partition
 from mail_sender.state import FAILURES_PK
 
@@ -68,18 +71,56 @@ class StateTable:
         item = response.get("Item")
         return from_item(item) if item else None
 
-    def update_manifest(self, job_id: str, **fields: Any) -> None:
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": _serializer.serialize(value) for i, value in enumerate(fields.values())}
-        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    def create_manifest(self, manifest: dict[str, Any]) -> bool:
+        """Writes a new job's manifest; False (and nothing written) if the job already exists."""
+        item = {PK_ATTR: JOBS_PK, SK_ATTR: manifest["job_id"], **manifest}
         with aws_call(f"table {self.table}"):
-            self.client.update_item(
-                TableName=self.table,
-                Key=to_item({PK_ATTR: JOBS_PK, SK_ATTR: job_id}),
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            try:
+                self.client.put_item(TableName=self.table, Item=to_item(item), ConditionExpression="attribute_not_exists(#sk)",
+                                     ExpressionAttributeNames={"#sk": SK_ATTR})
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
+    def update_manifest_if(self, job_id: str, fields: dict[str, Any], condition: str, values: dict[str, Any] | None = None,
+                           remove: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """Sets `fields` (and removes `remove`) only if `condition` holds; the updated manifest, or None.
+
+        Every change of a job's state goes through here: a write that does not see the state it
+        expects (a cancel, another process's lease) changes nothing. In `condition`, `#state`,
+        `#sk` and `#<field>` name attributes; `values` gives its `:placeholders`."""
+        names = {f"#f{i}": name for i, name in enumerate([*fields, *remove])}
+        names.update({"#sk": SK_ATTR, "#state": "state"})
+        for word in re.findall(r"#(\w+)", condition):
+            names.setdefault(f"#{word}", word)
+        expression_values = {f":v{i}": _serializer.serialize(value) for i, value in enumerate(fields.values())}
+        expression_values.update({key: _serializer.serialize(value) for key, value in (values or {}).items() if key in condition})
+        expression = ""
+        if fields:
+            expression += "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        if remove:
+            expression += " REMOVE " + ", ".join(f"#f{len(fields) + i}" for i in range(len(remove)))
+        used = set(re.findall(r"#\w+", expression + " " + condition)) | {"#sk"}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": to_item({PK_ATTR: JOBS_PK, SK_ATTR: job_id}),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": f"attribute_exists(#sk) AND ({condition})",
+            "ExpressionAttributeNames": {k: v for k, v in names.items() if k in used},
+            "ReturnValues": "ALL_NEW",
+        }
+        if expression_values:
+            kwargs["ExpressionAttributeValues"] = expression_values
+        with aws_call(f"table {self.table}"):
+            try:
+                response = self.client.update_item(**kwargs)
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return None
+                raise
+        return from_item(response["Attributes"])
 
     def list_manifests(self) -> list[dict[str, Any]]:
         return [from_item(item) for item in self._query(JOBS_PK)]
@@ -118,7 +159,7 @@ class StateTable:
     def set_manifest_state(self, job_id: str, state: str, **fields: Any) -> dict[str, Any] | None:
         """Sets a job's state (and `fields`) only if its manifest exists; the updated manifest, or None.
 
-        Conditional, unlike update_manifest: a cancel racing a typo must not create a job.
+        Conditional: a cancel racing a typo must not create a job.
         """
         from botocore.exceptions import ClientError  # local: the module's other verbs never need it
 

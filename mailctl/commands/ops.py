@@ -21,8 +21,10 @@ def cancel(
 ) -> None:
     """Cancel a job: the sender skips its recipients not sent yet; `mailctl status` counts them as skipped.
 
-    Mail already sent stays sent. The job's messages still flow through the queue (and are
-    acknowledged without sending), so the queue drains normally.
+    It takes effect within about 2 seconds, even in the middle of a chunk: the sender reads the
+    job's state again before each send once its copy is 2 s old, and a `send` still enqueueing the
+    job stops within its 2 s heartbeat. Mail already sent stays sent. The job's messages still flow
+    through the queue (and are acknowledged without sending), so the queue drains normally.
     """
     app = app_context(ctx)
     job = service.get_job(app.config, app.clients, job_id)

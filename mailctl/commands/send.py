@@ -11,7 +11,7 @@ from rich.table import Table
 from mailctl.campaign import load_campaign
 from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
-from mailctl.errors import UserError, ValidationFailed
+from mailctl.errors import ValidationFailed
 from mailctl.services import ops as ops_service
 from mailctl.services import presend, send as service
 
@@ -27,7 +27,9 @@ def send(
     to: str = typer.Option(None, "--to", help="Send one sample (first row's data) to this test address instead.", show_default=False),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Send the valid rows; write the rejected ones to a CSV."),
     rejected_file: Path = typer.Option(None, "--rejected-file", help="Where --skip-invalid writes rejected rows (default: <recipients>.rejected.csv).", show_default=False),
-    new_job: bool = typer.Option(False, "--new-job", help="Start a new job even if this campaign was sent or partly sent before."),
+    new_job: bool = typer.Option(False, "--new-job", help="Start a new job (its id is printed) instead of resuming this one; addresses the campaign already mailed are still left out."),
+    job: str = typer.Option(None, "--job", help="Resume this job (its id, as printed by send or `mailctl jobs`) with its own settings.", show_default=False),
+    resend: bool = typer.Option(False, "--resend", help="Also mail addresses that earlier jobs of this campaign already mailed or enqueued."),
     chunk_size: int = typer.Option(None, "--chunk-size", min=1, max=1000, help="Recipients per SQS message (default from config).", show_default=False),
     over_quota: bool = typer.Option(False, "--over-quota", help="Send a job bigger than the SES 24-hour quota left (the rest waits for the rolling window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -35,13 +37,13 @@ def send(
     """Check a whole campaign, then enqueue it on SQS (S3 overflow for oversized messages).
 
     Every row is checked before anything is enqueued. Run the same command again after an
-    interruption to resume the job: chunks already on the queue are not sent twice.
+    interruption to resume the job: chunks already on the queue are not sent twice. A later job of
+    the same campaign (an edited list, a larger --limit) leaves out the addresses earlier jobs
+    mailed or enqueued, and the plan counts them; --resend mails them again.
     """
     app = app_context(ctx)
     campaign = load_campaign(campaign_file)
     config = app.config
-    if chunk_size:
-        config.sending.chunk_size = chunk_size
     suppressed = None if dry_run or to else _suppression_list(app)
     rejected_path = None
     if skip_invalid or suppressed:
@@ -49,7 +51,7 @@ def send(
 
     with Progress(TextColumn("checking rows"), TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("check", total=None)
-        check = service.check_recipients(campaign, limit=limit, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n),
+        check = service.check_recipients(campaign, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n),
                                          suppressed=suppressed)
     try:
         _report_problems(check)
@@ -62,27 +64,33 @@ def send(
             raise ValidationFailed(f"{check.source}: no valid recipients; nothing to send")
         if to:
             service.prepare_test_send(check, to, campaign.model.email_column)
-        job_id = service.job_id_for(campaign, check, config, limit=limit, to=to, new_job=new_job or bool(to))
+        options = service.SendOptions(limit=limit, to=to, resend=resend, new_job=new_job, job=job, chunk_size=chunk_size)
+        plan = service.plan_job(None if dry_run else app.clients, config, campaign, check, options)
+        if plan.already_enqueued or not plan.recipients:
+            result = service.enqueue_job(app.clients, config, campaign, check, plan, service.Progress()) if plan.already_enqueued else None
+            _report_nothing_to_do(plan, check, as_json, result)
+            return
         # The account is asked before the plan is shown: an unverified From stops here (a dry run touches no AWS).
-        account = None if dry_run else presend.check_job(app.clients, campaign, config, check.spooled, over_quota)
-        _show_plan(campaign, check, config, job_id, dry_run, full=dry_run or not yes, account=account)
+        account = None if dry_run else presend.check_job(app.clients, campaign, config, plan.recipients, over_quota)
+        _show_plan(campaign, check, config, plan, dry_run, full=dry_run or not yes, account=account)
         if dry_run:
             if as_json:
-                print_json({**_summary(job_id, check, config), "dry_run": True})
+                print_json({**_summary(plan, check), "dry_run": True})
             return
         if not yes:
-            confirm(f"Enqueue {check.spooled:,} recipients as job {job_id}?", no_terminal_hint="pass --yes to send, or --dry-run to check only")
+            confirm(f"Enqueue {plan.recipients:,} recipients as job {plan.job_id}?", no_terminal_hint="pass --yes to send, or --dry-run to check only")
         if ops_service.sending_paused(config, app.clients):
             err.print("warning: the sender is paused (`mailctl pause`): these messages wait in the queue until `mailctl resume`", markup=False, soft_wrap=True)
-        result = _enqueue(app, campaign, check, job_id, as_json)
+        result = _enqueue(app, campaign, check, plan, as_json)
     finally:
         check.discard()
 
     if as_json:
         print_json({**result.as_dict(), "account": account.as_dict()})
+    elif result.already_enqueued == result.messages and not result.enqueued_now:
+        out.print(result.job_id)
+        err.print(f"job {result.job_id} was already enqueued in full; nothing sent again", markup=False)
     else:
-        if result.already_enqueued and not result.enqueued_now and result.resumed and result.state == "enqueued" and result.already_enqueued == result.messages:
-            err.print(f"job {result.job_id} was already enqueued in full; nothing sent again (pass --new-job to send again)")
         out.print(result.job_id)
         err.print(
             f"enqueued job [bold]{result.job_id}[/]: {result.recipients:,} recipients in {result.messages:,} messages"
@@ -96,11 +104,23 @@ def _suppression_list(app) -> dict[str, str]:
     return SuppressionList(app.clients, app.config).for_send(app.config.queue)
 
 
-def _summary(job_id: str, check: service.CheckResult, config) -> dict:
+def _report_nothing_to_do(plan: service.JobPlan, check: service.CheckResult, as_json: bool, result: service.SendResult | None) -> None:
+    if as_json:
+        print_json(result.as_dict() if result else {**_summary(plan, check), "dry_run": not plan.history_checked})
+        return
+    if result is not None:
+        out.print(plan.job_id)
+        err.print(f"job {plan.job_id} was already enqueued in full; nothing sent again", markup=False)
+    else:
+        err.print(f"nothing to send: all {plan.left_out:,} recipients were already mailed or enqueued by earlier jobs of this campaign "
+                  f"({', '.join(plan.continues)}); pass --resend to mail them again", markup=False, soft_wrap=True)
+
+
+def _summary(plan: service.JobPlan, check: service.CheckResult) -> dict:
     return {
-        "job_id": job_id, "recipients": check.spooled, "rejected": check.rejected, "duplicates": check.duplicates,
-        "suppressed": check.suppressed,
-        "messages": -(-check.spooled // config.sending.chunk_size), "bytes": check.spool_bytes,
+        "job_id": plan.job_id, "recipients": plan.recipients, "rejected": check.rejected, "duplicates": check.duplicates,
+        "suppressed": check.suppressed, "messages": plan.messages, "bytes": check.spool.stat().st_size, "left_out": plan.left_out, "resent": plan.resent,
+        "continues": plan.continues, "target": plan.target.describe(),
     }
 
 
@@ -122,44 +142,50 @@ def _report_problems(check: service.CheckResult) -> None:
         err.print(f"... and {check.duplicates - SHOWN_PROBLEMS:,} more duplicates", markup=False)
 
 
-def _show_plan(campaign, check: service.CheckResult, config, job_id: str, dry_run: bool, full: bool, account: presend.AccountPlan | None) -> None:
-    from mail_sender.templating import TemplateProblem
-
-    summary = _summary(job_id, check, config)
+def _show_plan(campaign, check: service.CheckResult, config, plan: service.JobPlan, dry_run: bool, full: bool,
+               account: presend.AccountPlan | None) -> None:
+    rendered = service.render_sample(campaign, check, config.sending.configuration_set)
     table = Table(title=f"{'dry run: ' if dry_run else ''}plan for {campaign.name}", show_header=False, title_justify="left")
-    table.add_row("job", job_id)
-    table.add_row("recipients", f"{summary['recipients']:,}" + (f" (limit {check.spooled:,} of {check.accepted:,})" if check.spooled < check.accepted else ""))
+    table.add_row("job", plan.job_id + (" (resumed)" if plan.existing else ""))
+    table.add_row("recipients", f"{plan.recipients:,}" + (f" (limit {plan.limit:,})" if plan.limit is not None else ""))
     table.add_row("rejected / duplicates", f"{check.rejected:,} / {check.duplicates:,}")
     table.add_row("suppressed", f"{check.suppressed:,} left out" if not dry_run else "not checked in a dry run")
-    table.add_row("messages", f"{summary['messages']:,} of up to {config.sending.chunk_size} recipients")
-    table.add_row("bytes", f"{check.spool_bytes / 1048576:,.1f} MiB of recipient data")
-    table.add_row("queue", f"{config.queue} ({config.aws.endpoint_url or config.aws.region})")
+    if not plan.history_checked:
+        table.add_row("mailed before", "not checked in a dry run (earlier jobs of the campaign are in AWS)")
+    elif plan.continues:
+        table.add_row("left out", f"{plan.left_out:,} already mailed or enqueued by earlier jobs: {', '.join(plan.continues)}")
+    if plan.resend:
+        table.add_row("mailed again", f"{plan.resent:,} (--resend)")
+    table.add_row("messages", f"{plan.messages:,} of up to {plan.chunk_size} recipients")
+    table.add_row("bytes", f"{check.spool.stat().st_size / 1048576:,.1f} MiB of recipient data")
+    table.add_row("queue", plan.target.describe())
     for label, text in account.plan_rows() if account else []:
         table.add_row(label, text)
-    sample_row = check.first_row or {}
-    try:
-        rendered = campaign.templates.render(sample_row)
+    if rendered is not None:
         table.add_row("sample subject", rendered.subject)
         body = rendered.text or rendered.html or ""
         table.add_row("sample body", body[:400] + ("…" if len(body) > 400 else ""))
-    except TemplateProblem as problem:
-        raise UserError(f"{campaign.path}: {problem}", hint="the first valid row could not be rendered") from None
     if full:
         err.print(table)
     else:
         estimate = account.estimated_seconds if account else None
-        err.print(f"job {job_id}: {summary['recipients']:,} recipients in {summary['messages']:,} messages to {config.queue}"
-                  + (f"; about {presend.duration(estimate)} at the SES account's rate" if estimate is not None else ""), markup=False, soft_wrap=True)
+        err.print(f"job {plan.job_id}: {plan.recipients:,} recipients in {plan.messages:,} messages to {plan.target.describe()}"
+                  + (f"; {plan.left_out:,} left out, already mailed or enqueued by {', '.join(plan.continues)}" if plan.left_out else "")
+                  + (f"; about {presend.duration(estimate)} at the SES account's rate" if estimate is not None else ""),
+                  markup=False, soft_wrap=True)
+    for unfinished in plan.unfinished:
+        err.print(f"warning: earlier job {unfinished} of this campaign is not fully enqueued; its recipients are left out here: "
+                  f"resume it with `mailctl send {campaign.path} --job {unfinished}` (with its own recipient file)", markup=False, soft_wrap=True)
 
 
-def _enqueue(app, campaign, check: service.CheckResult, job_id: str, as_json: bool) -> service.SendResult:
+def _enqueue(app, campaign, check: service.CheckResult, plan: service.JobPlan, as_json: bool) -> service.SendResult:
     columns = [
         TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TextColumn("recipients"),
         TextColumn("{task.fields[messages]:,} messages, {task.fields[overflowed]} via S3"),
         TextColumn("{task.fields[speed_text]}"), TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
-        task = bar.add_task("enqueue", total=check.spooled, messages=0, overflowed=0, speed_text="")
+        task = bar.add_task("enqueue", total=plan.recipients, messages=0, overflowed=0, speed_text="")
         counts = {"messages": 0, "overflowed": 0}
 
         def on_batch(recipients: int, messages: int, overflowed: int) -> None:
@@ -169,7 +195,7 @@ def _enqueue(app, campaign, check: service.CheckResult, job_id: str, as_json: bo
             speed = bar.tasks[0].speed
             bar.update(task, speed_text=f"{speed:,.0f}/s" if speed else "")
 
-        return service.enqueue_job(app.clients, app.config, campaign, check, job_id, service.Progress(on_batch=on_batch))
+        return service.enqueue_job(app.clients, app.config, campaign, check, plan, service.Progress(on_batch=on_batch))
 
 
 def register(app: typer.Typer) -> None:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import os
 import random
-import re
-import secrets
 import shutil
 import tempfile
 import threading
@@ -41,11 +40,16 @@ from mailctl.aws.session import Clients
 from mailctl.aws.sqs import SqsQueue
 from mailctl.campaign import Campaign
 from mailctl.config import Config
-from mailctl.errors import Interrupted, MailctlError, PartialEnqueue, UserError, ValidationFailed
+from mailctl.errors import ConfigError, Interrupted, MailctlError, NotFound, PartialEnqueue, UserError, ValidationFailed
 from mailctl.packing import Outgoing, oversized, pack
 from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, normalize_address
-from mailctl.services.enqueue_heartbeat import EnqueueHeartbeat
+from mailctl.services import campaign_history
+from mailctl.services.job_identity import Checkpoint, Target, job_id_for, new_nonce
+from mailctl.services.job_lease import JobCancelled, Lease
 from mail_sender import contract
+from mail_sender.compose import compose, load_bundle, render
+from mail_sender.mime import RecipientRejected
+from mail_sender.templating import Rendered, TemplateProblem
 
 MAX_PROBLEMS_KEPT = 1000
 _address_hash = hash  # a seam: tests force collisions to prove they cost no recipient
@@ -237,54 +241,126 @@ def _confirm_suspects(campaign, check_row, suspects, result) -> Iterator[tuple[i
             yield line, key, item
 
 
-# --- job identity and checkpoints -----------------------------------------------------------------
+# --- the job: identity, settings, what it sends ---------------------------------------------------
 
-def state_dir() -> Path:
-    root = os.environ.get("MAILCTL_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "mailctl"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"
+@dataclass
+class SendOptions:
+    limit: int | None = None
+    to: str | None = None
+    resend: bool = False
+    new_job: bool = False
+    job: str | None = None  # --job: resume this job
+    chunk_size: int | None = None
 
 
-def job_id_for(campaign: Campaign, check: CheckResult, config: Config, *, limit: int | None, to: str | None, new_job: bool) -> str:
-    digest = hashlib.sha256()
-    for part in (campaign.fingerprint, check.recipients_sha256, str(config.sending.chunk_size), str(limit), str(to), config.queue):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    fingerprint = digest.hexdigest()
-    suffix = fingerprint[:12] if not new_job else fingerprint[:4] + secrets.token_hex(4)
-    return f"{slug(campaign.name)}-{'test-' if to else ''}{suffix}"
+@dataclass
+class JobPlan:
+    """What `send` will do, decided before anything is enqueued: the plan shows it."""
+
+    job_id: str
+    target: Target
+    chunk_size: int
+    shards: int
+    limit: int | None
+    resend: bool
+    recipients: int
+    existing: dict[str, Any] | None = None
+    history_checked: bool = True  # False in a dry run: earlier jobs live in AWS
+    continues: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    left_out: int = 0
+    resent: int = 0
+    spool_sha256: str = ""
+    resume_hint: str = ""
+    test_send: bool = False
+
+    @property
+    def messages(self) -> int:
+        return -(-self.recipients // self.chunk_size)
+
+    @property
+    def already_enqueued(self) -> bool:
+        return bool(self.existing) and self.existing.get("state") in contract.JOB_STATES_FULLY_ENQUEUED
 
 
-class Checkpoint:
-    """Chunks SQS has accepted for a job, appended as they are accepted. A line written with
-    os.write survives a kill -9 of this process: the kernel holds it."""
+def plan_job(clients: Clients | None, config: Config, campaign: Campaign, check: CheckResult, options: SendOptions) -> JobPlan:
+    """Settle the job's id and settings and cut the spool to what it sends. `clients` None (a dry
+    run) touches no AWS: earlier jobs of the campaign are then not looked up."""
+    if options.job and (options.new_job or options.to):
+        raise UserError("--job resumes an existing job; it cannot be combined with --new-job or --to")
+    target = Target.of(config)
+    job_id = options.job or job_id_for(campaign, check.recipients_sha256, target, limit=options.limit,
+                                       to=options.to, resend=options.resend, new_job=options.new_job or bool(options.to))
+    plan = JobPlan(job_id=job_id, target=target, chunk_size=options.chunk_size or config.sending.chunk_size,
+                   shards=config.sending.idempotency_shards, limit=options.limit, resend=options.resend, recipients=check.spooled,
+                   test_send=bool(options.to))
+    resume = f"`mailctl send {campaign.path} --job {job_id}`" if (options.new_job or options.job) else "the same command again"
+    plan.resume_hint = f"run {resume} to resume; chunks already on the queue are not sent again"
+    if clients is None:
+        plan.history_checked = False
+        plan.recipients = campaign_history.select(check.spool, None, options.limit, options.resend).recipients
+        return plan
+    SqsQueue(clients.sqs, config.queue).url  # fail fast, before the plan, if the queue cannot be reached
+    table = StateTable(clients.dynamodb, config.table)
+    existing = plan.existing = table.get_manifest(job_id)
+    if existing is None and options.job:
+        raise NotFound(f"job {job_id}: no such job in table {config.table}", hint="`mailctl jobs` lists the jobs")
+    if existing is not None:
+        _check_same_inputs(existing, campaign, check, options)
+        if existing.get("state") == contract.JOB_STATE_CANCELLED:
+            raise UserError(f"job {job_id} was cancelled", hint="its recipients not mailed yet can go out in a new job: run the same "
+                            "command with --new-job (addresses this campaign already mailed are left out)")
+        # Every setting that shapes the job comes from its manifest, never from this machine's config.
+        plan.chunk_size = int(existing.get("chunk_size") or plan.chunk_size)
+        plan.shards = int(existing.get("idempotency_shards") or 1)
+        plan.limit = existing.get("limit")
+        plan.resend = bool(existing.get("resend"))
+        plan.recipients = int(existing.get("recipients") or 0)
+        if plan.already_enqueued:
+            return plan
+        manifests = campaign_history.manifests_of(table, list(existing.get("continues") or []))
+    elif options.to:
+        manifests = []
+    else:
+        manifests = campaign_history.earlier_jobs(table, campaign.name, target.key, job_id)
+    history = campaign_history.load(clients, config.bucket, manifests)
+    selection = campaign_history.select(check.spool, history, plan.limit, plan.resend)
+    plan.continues, plan.unfinished = history.jobs, history.unfinished
+    plan.left_out, plan.resent, plan.recipients = selection.left_out, selection.resent, selection.recipients
+    plan.spool_sha256 = _sha256_file(check.spool)
+    if existing is not None and plan.spool_sha256 != existing.get("spool_sha256"):
+        _restore_spool(clients, config, existing, check, plan)
+    return plan
 
-    def __init__(self, job_id: str, fresh: bool = False):
-        self.path = state_dir() / f"{job_id}.chunks"
-        self.done: set[int] = set()
-        if fresh:
-            self.path.unlink(missing_ok=True)
-        if self.path.exists():
-            for line in self.path.read_text().split():
-                if line.isdigit():
-                    self.done.add(int(line))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._lock = threading.Lock()
 
-    def record(self, chunks: list[int]) -> None:
-        with self._lock:
-            os.write(self._fd, "".join(f"{c}\n" for c in chunks).encode())
-            self.done.update(chunks)
+def _check_same_inputs(existing: dict[str, Any], campaign: Campaign, check: CheckResult, options: SendOptions) -> None:
+    """A job is resumed with the campaign it was made from. Its recipients may come from an edited
+    file: a resume enqueues the job's own rows file from S3 then (see _restore_spool)."""
+    inputs = existing.get("inputs") or {}
+    if inputs.get("campaign_sha256") not in (None, campaign.fingerprint):
+        raise UserError(f"job {existing['job_id']} was made from another version of {campaign.path} or its templates; "
+                        "it can only be resumed with the same ones",
+                        hint="send the edited campaign without --job: it continues the campaign, leaving out the addresses already mailed")
+    if options.job and options.limit is not None and options.limit != existing.get("limit"):
+        raise UserError(f"--limit {options.limit}: job {existing['job_id']} was created with --limit {existing.get('limit')}",
+                        hint="leave --limit out when resuming with --job: the job keeps its own")
 
-    def close(self) -> None:
-        os.close(self._fd)
+
+def _restore_spool(clients: Clients, config: Config, existing: dict[str, Any], check: CheckResult, plan: JobPlan) -> None:
+    """A resume must enqueue exactly the recipients of the first run. When the earlier jobs have
+    changed since then, take them from the job's own rows file in S3."""
+    store = S3Store(clients.s3, existing.get("bucket") or config.bucket)
+    rows_key = existing.get("rows_key")
+    if not rows_key or not store.exists(rows_key):
+        raise UserError(f"job {plan.job_id}: its recipients can no longer be rebuilt as its first run chose them "
+                        "(the recipient file, or the earlier jobs it continues, changed) and its rows file never reached S3",
+                        hint="send the campaign with --new-job: it leaves out the addresses already mailed")
+    packed = store.get(rows_key)
+    with gzip.open(io.BytesIO(packed), "rb") as rows, check.spool.open("wb") as spool:
+        shutil.copyfileobj(rows, spool, 1 << 20)
+    plan.spool_sha256 = _sha256_file(check.spool)
+    plan.recipients = int(existing.get("recipients") or 0)
+    plan.left_out, plan.resent = int(existing.get("left_out") or 0), int(existing.get("resent") or 0)
 
 
 # --- pass 2: enqueue ----------------------------------------------------------------------------
@@ -303,6 +379,9 @@ class SendResult:
     state: str = contract.JOB_STATE_ENQUEUED
     dry_run: bool = False
     resumed: bool = False
+    left_out: int = 0
+    resent: int = 0
+    continues: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +389,7 @@ class SendResult:
             "duplicates": self.duplicates, "suppressed": self.suppressed, "messages": self.messages, "overflowed": self.overflowed,
             "enqueued_now": self.enqueued_now, "already_enqueued": self.already_enqueued,
             "state": self.state, "dry_run": self.dry_run, "resumed": self.resumed,
+            "left_out": self.left_out, "resent": self.resent, "continues": self.continues,
         }
 
 
@@ -338,7 +418,10 @@ class Progress:
 
 class Enqueuer:
     def __init__(self, clients: Clients, config: Config, job_id: str, bundle: contract.BundleRef, checkpoint: Checkpoint,
-                 progress: Progress, sleep: Callable[[float], None] = time.sleep):
+                 progress: Progress, sleep: Callable[[float], None] = time.sleep, lease: Lease | None = None,
+                 resume_hint: str = "run the same command again to resume; chunks already on the queue are not sent again"):
+        self.lease = lease
+        self.resume_hint = resume_hint
         self.queue = SqsQueue(clients.sqs, config.queue)
         self.clients = clients
         self.config = config
@@ -420,7 +503,7 @@ class Enqueuer:
 
         try:
             for task, messages in batches():
-                if error is not None:
+                if error is not None or (self.lease is not None and self.lease.stopped):
                     break
                 while len(in_flight) >= concurrency * 2:
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -435,14 +518,20 @@ class Enqueuer:
             settle([f for f in list(in_flight) if f.done() and not f.cancelled()])
             raise Interrupted(
                 f"interrupted: job {self.job_id} is partly enqueued ({len(self.checkpoint.done)} chunks on the queue)",
-                hint="run the same command again to resume; chunks already on the queue are not sent again",
+                hint=self.resume_hint,
             ) from None
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
         if error is not None and not isinstance(error, MailctlError):
             raise error
+        stopped = self.lease.stopped if self.lease is not None else None
+        if stopped == "cancelled":
+            raise JobCancelled(f"job {self.job_id} was cancelled while it was being enqueued ({len(self.checkpoint.done)} chunks "
+                               "were on the queue); enqueueing stopped, and the sender skips its recipients not mailed yet")
+        if stopped:
+            raise PartialEnqueue(f"job {self.job_id}: enqueueing stopped: {stopped}", hint=f"`mailctl status {self.job_id}` shows how far it got")
         if error is not None:
-            hint = "run the same command again to resume the job; chunks already on the queue are not sent again"
+            hint = self.resume_hint
             if isinstance(error, PartialEnqueue):
                 raise PartialEnqueue(f"job {self.job_id}: {error.message}", hint=hint)
             raise PartialEnqueue(f"job {self.job_id} is partly enqueued: {error.message}", hint=error.hint and f"{error.hint}; then {hint}" or hint)
@@ -464,30 +553,48 @@ def prepare_test_send(check: CheckResult, to: str, email_column: str = "email") 
     check.spooled = 1
 
 
+def render_sample(campaign: Campaign, check: CheckResult, configuration_set: str | None) -> Rendered | None:
+    """The plan's sample: the job's first recipient, encoded as the chunks carry it, decoded and
+    rendered as the sender will (the bundle too goes through its encoding). None if the job sends
+    to nobody."""
+    with check.spool.open("r", encoding="utf-8") as handle:
+        item = handle.readline()
+    if not item.strip():
+        return None
+    try:
+        bundle = load_bundle(contract.decode_bundle(contract.encode_bundle(campaign.bundle(configuration_set))[0]))
+    except contract.ContractError as exc:
+        raise ConfigError(f"{campaign.path}: {exc}") from None
+    recipient = contract.decode_recipient(item)
+    try:
+        compose(bundle, recipient, "sample")
+        return render(bundle, recipient)
+    except TemplateProblem as problem:
+        raise UserError(f"{campaign.path}: {problem}", hint=f"the first recipient ({check.source}:{recipient.row}) could not be rendered") from None
+    except RecipientRejected as exc:
+        raise UserError(f"{check.source}:{recipient.row}: {exc}") from None
+
+
 def enqueue_job(
     clients: Clients,
     config: Config,
     campaign: Campaign,
     check: CheckResult,
-    job_id: str,
+    plan: JobPlan,
     progress: Progress,
+    clock: Callable[[], float] = time.time,
 ) -> SendResult:
-    """Pass 2: bundle and manifest, then the chunks. Resumes a job already partly enqueued."""
-    chunk_size = config.sending.chunk_size
-    messages = -(-check.spooled // chunk_size)
+    """Pass 2: bundle and manifest, then the chunks, under the job's lease. Resumes a job already
+    partly enqueued, from what its manifest says was enqueued (and this machine's checkpoint, if it
+    was written for that manifest)."""
+    job_id = plan.job_id
     table = StateTable(clients.dynamodb, config.table)
     store = S3Store(clients.s3, config.bucket)
-    queue = SqsQueue(clients.sqs, config.queue)
-    queue.url  # fail fast, before anything is written, if the queue is missing
-
-    existing = table.get_manifest(job_id)
-    result = SendResult(job_id=job_id, recipients=check.spooled, rejected=check.rejected, duplicates=check.duplicates, messages=messages,
+    result = SendResult(job_id=job_id, recipients=plan.recipients, rejected=check.rejected, duplicates=check.duplicates,
+                        messages=plan.messages, left_out=plan.left_out, resent=plan.resent, continues=plan.continues,
                         suppressed=check.suppressed)
-    if existing and existing.get("state") == contract.JOB_STATE_CANCELLED:
-        raise UserError(f"job {job_id} was cancelled", hint="pass --new-job to send these recipients as a new job")
-    if existing and existing.get("state") in (contract.JOB_STATE_ENQUEUED, contract.JOB_STATE_COMPLETE):
-        result.already_enqueued = messages
-        result.resumed = True
+    if plan.already_enqueued:
+        result.already_enqueued, result.resumed = plan.messages, True
         return result
 
     bundle_body, digest = contract.encode_bundle(campaign.bundle(config.sending.configuration_set))
@@ -497,53 +604,56 @@ def enqueue_job(
     # same few kilobytes restarts the bundle's age for every job that reuses it.
     store.put(bundle.key, bundle_body, "application/json")
     rows_key = f"jobs/{job_id}/recipients.jsonl.gz"
-    # The rows file (what `status --export-unsent` reads) is compressed and uploaded on the other
-    # core while the chunks are enqueued; zlib and the socket release the GIL.
-    rows_upload = _Background(lambda: _upload_rows(store, rows_key, check.spool)) if existing is None or not existing.get("rows_key") else None
-    table.put_manifest({
-        "job_id": job_id,
-        "name": campaign.name,
-        "state": contract.JOB_STATE_ENQUEUEING,
-        "created_at": (existing or {}).get("created_at") or now_iso(),
-        "updated_at": now_iso(),
-        "recipients": check.spooled,
-        "rejected": check.rejected,
-        "duplicates": check.duplicates,
-        "suppressed": check.suppressed,
-        "messages": messages,
-        "chunk_size": chunk_size,
-        "bucket": config.bucket,
-        "bundle_key": bundle.key,
-        "rows_key": (existing or {}).get("rows_key"),
-        "idempotency_shards": config.sending.idempotency_shards,
-        "campaign": campaign.model.model_dump_json(by_alias=True),
-        "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
-        "campaign_file": str(campaign.path),  # for the resume command `status` prints
-    })
+    if plan.existing is None:
+        now = now_iso()
+        table.create_manifest({
+            "job_id": job_id, "name": campaign.name, "state": contract.JOB_STATE_ENQUEUEING,
+            "created_at": now, "updated_at": now, "target": plan.target.key, "nonce": new_nonce(),
+            "recipients": plan.recipients, "rejected": check.rejected, "duplicates": check.duplicates,
+            "suppressed": check.suppressed,
+            "messages": plan.messages, "chunk_size": plan.chunk_size, "idempotency_shards": plan.shards,
+            "limit": plan.limit, "resend": plan.resend, "continues": plan.continues, "left_out": plan.left_out,
+            "resent": plan.resent, "test_send": plan.test_send or None,
+            "spool_sha256": plan.spool_sha256, "enqueued_through": 0,
+            "bucket": config.bucket, "bundle_key": bundle.key, "rows_key": rows_key,
+            "campaign": campaign.model.model_dump_json(by_alias=True),
+            "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
+            "campaign_file": str(campaign.path),  # for the resume command `status` prints
+        })  # False when an identical send created it a moment ago: the claim below settles who enqueues
+    lease = Lease(table, job_id, clock=clock)
+    manifest = lease.claim()
+    if manifest.get("state") in contract.JOB_STATES_FULLY_ENQUEUED:
+        result.already_enqueued, result.resumed = plan.messages, True
+        return result
 
-    # Without a manifest there is no job to resume, whatever a local checkpoint says (a new stack,
-    # or the manifest write is what failed last time): start the chunks from scratch.
-    checkpoint = Checkpoint(job_id, fresh=existing is None)
+    checkpoint = Checkpoint(job_id, str(manifest.get("nonce") or ""))
+    checkpoint.add_prefix(int(manifest.get("enqueued_through") or 0))
     result.resumed = bool(checkpoint.done)
     result.already_enqueued = len(checkpoint.done)
-    heartbeat = EnqueueHeartbeat(table, job_id, chunks_enqueued=lambda: len(checkpoint.done))
-    heartbeat.beat(force=True)
-    enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, Progress(on_batch=heartbeat.around(progress.on_batch)))
+    # The rows file (what `status --export-unsent` and later jobs of the campaign read) is
+    # compressed and uploaded on the other core while the chunks are enqueued; zlib and the socket
+    # release the GIL.
+    rows_upload = _Background(lambda: _upload_rows(store, rows_key, check.spool)) if not store.exists(rows_key) else None
+    enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, progress, lease=lease, resume_hint=plan.resume_hint)
+    lease.start_heartbeat(checkpoint)
     try:
-        enqueuer.run(check.spool, chunk_size)
+        enqueuer.run(check.spool, plan.chunk_size)
     except BaseException:
-        heartbeat.stopped()
         if rows_upload:
             rows_upload.join()  # the spool is deleted next; the enqueue error is the one to report
+        try:
+            lease.release(checkpoint)
+        except MailctlError:
+            pass  # the lease expires by itself; the checkpoint and the error's hint still say how to resume
         raise
     finally:
+        lease.stop_heartbeat()
         checkpoint.close()
     if rows_upload:
         rows_upload.result()
     result.overflowed = enqueuer.overflowed
     result.enqueued_now = enqueuer.sent_messages
-    table.update_manifest(job_id, state=contract.JOB_STATE_ENQUEUED, updated_at=now_iso(), enqueued_at=now_iso(), rows_key=rows_key,
-                          chunks_enqueued=len(checkpoint.done))
+    lease.finish(updated_at=now_iso(), enqueued_at=now_iso(), enqueued_through=plan.messages, chunks_enqueued=len(checkpoint.done))
     return result
 
 

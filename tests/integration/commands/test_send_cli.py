@@ -28,7 +28,19 @@ BAD_CSV = {
     "invalid address": ("email,name,token\nnot-an-address,Alice,t1\n", ":2: "),
     "missing variable column": ("email,name\na@example.com,Alice\n", "template variable 'token' has no column"),
     "CR/LF in a header value": ('email,name,token\na@example.com,"Alice\r\nBcc: x@evil.com",t1\n', "line break"),
+    "RFC 2047-encoded CR/LF in a name": ("email,name,token\nb@example.com,Bob,t0\na@example.com,=?utf-8?q?=0D=0AX-Injected:_yes?=,t1\n",
+                                         "recipients.csv:3: header injection refused: the Subject header would contain a line break"),
 }
+
+
+def test_an_address_that_is_an_encoded_line_break_is_refused_when_the_subject_uses_email(tmp_path, config_file, clients, stack, capsys):
+    # Given a subject that shows the address, and an address whose local part is an encoded word
+    campaign = write_campaign(tmp_path / "c", recipients_text="email,name,token\n=?utf-8?q?=0D=0A?=@example.com,A,t\n")
+    campaign.write_text(campaign.read_text().replace('subject: "{{ name }}', 'subject: "For {{ email }}'), encoding="utf-8")
+    # When it is sent, then exit 2 naming the row, nothing on the queue
+    assert _send(config_file, campaign) == 2
+    assert "recipients.csv:2: header injection refused" in capsys.readouterr().err
+    assert _queue_depth(clients, stack) == 0
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CSV))
@@ -212,3 +224,15 @@ def test_recipient_file_keys_that_cannot_apply_are_refused(tmp_path, config_file
     campaign = write_campaign(tmp_path / "c", recipients_text="email,name,token\n", name=name, extra=extra)
     assert _send(config_file, campaign) == 2
     assert expected in _first_line(capsys.readouterr().err)
+
+
+def test_skip_invalid_writes_a_row_the_sender_would_refuse_to_the_rejected_file(tmp_path, config_file, clients, stack, capsys):
+    # Given a list whose second row's name is an RFC 2047 encoded line break plus a header
+    text = "email,name,token\nb@example.com,Bob,t0\na@example.com,=?utf-8?b?DQpYLUluamVjdGVkOiB5ZXM=?=,t1\n"
+    campaign = write_campaign(tmp_path / "c", recipients_text=text)
+    # When it is sent with --skip-invalid
+    assert _send(config_file, campaign, "--skip-invalid") == 0
+    # Then the row is in the rejected file with the sender's reason, and only Bob is on the queue
+    rejected = (tmp_path / "c" / "recipients.rejected.csv").read_text(encoding="utf-8")
+    assert "a@example.com" in rejected and "header injection refused" in rejected
+    assert _queue_depth(clients, stack) == 1

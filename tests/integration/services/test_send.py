@@ -21,8 +21,8 @@ def _send(clients, config, campaign_path, **kwargs):
     campaign = load_campaign(campaign_path)
     check = service.check_recipients(campaign)
     try:
-        job_id = service.job_id_for(campaign, check, config, limit=None, to=None, new_job=False)
-        return service.enqueue_job(clients, config, campaign, check, job_id, service.Progress(**kwargs))
+        plan = service.plan_job(clients, config, campaign, check, service.SendOptions())
+        return service.enqueue_job(clients, config, campaign, check, plan, service.Progress(**kwargs))
     finally:
         check.discard()
 

@@ -42,8 +42,8 @@ def _delivered(clients, config, endpoint, campaign_path, outbox) -> dict[str, em
     check = service.check_recipients(campaign)
     try:
         assert (check.rejected, check.problems) == (0, [])
-        job_id = service.job_id_for(campaign, check, config, limit=None, to=None, new_job=False)
-        service.enqueue_job(clients, config, campaign, check, job_id, service.Progress())
+        plan = service.plan_job(clients, config, campaign, check, service.SendOptions())
+        service.enqueue_job(clients, config, campaign, check, plan, service.Progress())
     finally:
         check.discard()
     outbox.mkdir(exist_ok=True)
