@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mailctl.errors import ConfigError
 # The sender's own defaults: the local worker and the Lambda must agree with `mailctl doctor`.
-from mail_sender.settings import DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, DEFAULT_RATE_PER_SECOND, DEFAULT_SEND_CONCURRENCY
+from mail_sender.settings import (
+    DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS,
+    DEFAULT_MAX_BACKOFF_SECONDS,
+    DEFAULT_RATE_PER_SECOND,
+    DEFAULT_SEND_CONCURRENCY,
+    DEFAULT_SES_READ_TIMEOUT,
+)
 
 DEFAULT_CONFIG_FILE = "mailctl.yaml"
 LOCAL_PORT = 4599
@@ -48,9 +54,11 @@ class SenderSettings(_Strict):
 
     batch_size: int = Field(default=5, ge=1, le=10)
     max_concurrency: int = Field(default=2, ge=1, le=1000, description="ScalingConfig.MaximumConcurrency")
-    rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, gt=0, description="SES sends per second per invocation")
+    rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, gt=0, description="upper bound on SES sends per second, all invocations together (the account's MaxSendRate is the other)")
     send_concurrency: int = Field(default=DEFAULT_SEND_CONCURRENCY, ge=1, le=100, description="concurrent SES calls per chunk")
     idempotency_expiry_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, ge=60)
+    ses_read_timeout_seconds: float = Field(default=DEFAULT_SES_READ_TIMEOUT, gt=0, le=60, description="one SES call's read timeout (no retries)")
+    max_backoff_seconds: int = Field(default=DEFAULT_MAX_BACKOFF_SECONDS, ge=1, le=DEFAULT_MAX_BACKOFF_SECONDS, description="longest wait of a throttled or account-blocked record")
     timeout_seconds: int = Field(default=60, ge=3, le=900, description="the function's timeout")
 
 

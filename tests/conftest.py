@@ -31,6 +31,8 @@ def blank_aws_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # The sender's clients validate request shapes in tests (production skips it for speed).
+    monkeypatch.setenv("MAILCTL_BOTO_PARAMETER_VALIDATION", "1")
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ Lambda runtime provides credentials.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,16 +21,31 @@ THROTTLING_CODES = frozenset(
 )
 
 
+# Set to "1" by the test suite: a request shape real AWS would refuse then fails a test first.
+PARAMETER_VALIDATION_ENV = "MAILCTL_BOTO_PARAMETER_VALIDATION"
+
+
 def boto_config(max_pool_connections: int = 32) -> BotoConfig:
-    """The sender's client settings. Client-side parameter validation is off: the sender's request
-    shapes are fixed, the services validate anyway, and it is ~10% of the CPU of a send."""
+    """The sender's client settings. Client-side parameter validation is off in production: the
+    sender's request shapes are fixed, the services validate anyway, and it is ~10% of the CPU of a
+    send."""
     return BotoConfig(
         retries={"mode": "standard", "max_attempts": 3},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=20,
-        parameter_validation=False,
+        parameter_validation=os.environ.get(PARAMETER_VALIDATION_ENV) == "1",
     )
+
+
+def send_config(max_pool_connections: int, connect_timeout: float, read_timeout: float) -> BotoConfig:
+    """The SES client's settings: one attempt per call. botocore's standard retry would send a
+    SendEmail again after a read timeout, when SES may already have accepted it; the sender decides."""
+    return boto_config(max_pool_connections).merge(BotoConfig(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    ))
 
 
 def error_code(exc: ClientError) -> str:
@@ -43,11 +59,13 @@ def http_status(exc: ClientError) -> int:
 class ClientFactory:
     """Thread-safe, lazily created clients sharing one boto3 session."""
 
-    def __init__(self, max_pool_connections: int = 32, region: str | None = None):
+    def __init__(self, max_pool_connections: int = 32, region: str | None = None,
+                 ses_timeouts: tuple[float, float] = (2.0, 8.0)):
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
         self._config = boto_config(max_pool_connections)
+        self._send_config = send_config(max_pool_connections, *ses_timeouts)
         self._region = region
 
     def client(self, service: str) -> Any:
@@ -55,7 +73,8 @@ class ClientFactory:
             if service not in self._clients:
                 if self._session is None:
                     self._session = boto3.session.Session()
-                self._clients[service] = self._session.client(service, config=self._config, region_name=self._region)
+                config = self._send_config if service == "sesv2" else self._config
+                self._clients[service] = self._session.client(service, config=config, region_name=self._region)
             return self._clients[service]
 
 

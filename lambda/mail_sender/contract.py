@@ -214,6 +214,14 @@ SK_ATTR = "sk"
 JOBS_PK = "jobs"
 IDEMPOTENCY_KEY_PREFIX = "recipient"
 
+# Set on a job's manifest by the sender while its records wait for SES (quota, rate, identity):
+# what it waits for, the reason SES gave, and until when (epoch seconds); removed once mail flows.
+JOB_WAITING_FOR = "waiting_for"
+JOB_WAITING_REASON = "waiting_reason"
+JOB_WAITING_UNTIL = "waiting_until"
+# The sender's shared send budget: pk=PACING_PK, sk=<scope>#<window>, a counter `used` per window.
+PACING_PK = "pacing"
+
 JOB_STATE_ENQUEUEING = "enqueueing"
 JOB_STATE_ENQUEUED = "enqueued"
 JOB_STATE_CANCELLED = "cancelled"

@@ -17,7 +17,7 @@ from mail_sender.settings import Settings
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "mailctl-sender")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mailctl")
 
-METRICS = ("sent", "failed", "skipped", "throttled", "duplicates_skipped")
+METRICS = ("sent", "failed", "skipped", "throttled", "unknown", "duplicates_skipped")
 
 _sender: Sender | None = None
 _pinned = False

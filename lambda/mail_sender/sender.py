@@ -1,17 +1,25 @@
 """The sending logic: one SQS record (a chunk of one job's recipients) in, mail out through SES.
 
-Failure classes:
+Failure classes (SES refusals are classed in failures.py, by what SES means):
 - poison: the body or its bundle cannot be read or decoded. The record fails on every delivery and
   reaches the DLQ; the reason is recorded under pk="failures", sk=<messageId>.
-- retryable: SES throttling or 5xx, DynamoDB/S3 trouble, a recipient another invocation is sending,
-  running out of time. The record fails; redelivery sends only the recipients not yet done, because
-  each recipient's send is idempotent (Powertools) on job id + address, never on the messageId.
-  Throttling (after botocore's own retries) also halts the invocation: sends not yet started, and
-  later records of the batch, are deferred rather than sent into a throttled account.
-- permanent, per recipient: SES refused the address, the template cannot render for that row, a
-  header would carry CR/LF. Recorded COMPLETED with outcome "failed" and the reason; never retried.
-- account: suspended, sending paused, a missing configuration set, access denied. No recipient is
-  blamed; the record fails (and so does every later record of the invocation, without trying).
+- retryable: SES 5xx or no connection, DynamoDB/S3 trouble, a recipient another invocation is
+  sending, running out of time. The record fails; redelivery sends only the recipients not yet
+  done, because each recipient's send is idempotent (Powertools) on job id + address, never on the
+  messageId.
+- rate, quota, account: SES throttled, the 24-hour quota is used up, or the account cannot send
+  (From or MAIL FROM identity not verified, configuration set missing, access denied, suspended,
+  paused). No recipient is blamed; the invocation stops starting sends, and the record waits with a
+  growing backoff (backoff.py) instead of marching to the DLQ; the job's manifest says what it
+  waits for and until when.
+- permanent, per recipient: SES refused this recipient or message (in the sandbox an unverified
+  recipient), the template cannot render for that row, a header would carry CR/LF. Recorded
+  COMPLETED with outcome "failed" and the reason; never retried.
+- unknown: SES may have accepted the mail but did not answer (read timeout). Recorded COMPLETED
+  with outcome "unknown": never sent again on the sender's own; `mailctl status` lists them.
+
+Sends are paced across every invocation to the account's rate (pacing.py), and start only when the
+invocation has time for the SES call's worst case (connect + read timeout, no botocore retries).
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
 )
 
+from mail_sender import failures
 from mail_sender.aws import ClientFactory
+from mail_sender.backoff import RETRYABLE, Backoff
 from mail_sender.contract import (
     CHUNK_ATTRIBUTE,
     IDEMPOTENCY_KEY_PREFIX,
@@ -56,23 +66,28 @@ from mail_sender.addresses import AddressProblem
 from mail_sender.compose import LoadedBundle, compose, load_bundle
 from mail_sender.mime import RecipientRejected
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
-from mail_sender.ratelimit import TokenBucket
-from mail_sender.ses import AccountSendError, PermanentSendError, RetryableSendError, SesAdapter
+from mail_sender.failures import ACCOUNT, QUOTA, RATE, SendFailure
+from mail_sender.pacing import AccountRate, Pacer
+from mail_sender.queue import RecordQueue
+from mail_sender.ses import SesAdapter
 from mail_sender.settings import Settings
 from mail_sender.state import JobInfo, StateStore, StateUnavailable
 from mail_sender.templating import TemplateProblem
 
-# Stop starting sends when the invocation has less than this left: a send that is cut off by the
-# timeout leaves an INPROGRESS record (harmless thanks to register_lambda_context, but the mail's
-# fate is then unknown), while one never started is simply sent on redelivery.
+# Stop starting sends when the invocation has less than this left beyond the SES call's worst case:
+# a send cut off by the timeout leaves an INPROGRESS record (harmless thanks to
+# register_lambda_context, but the mail's fate is then unknown), while one never started is simply
+# sent on redelivery.
 TIME_MARGIN_MS = 1000
 BUNDLE_CACHE_SIZE = 32
 PARTITION_CACHE_SIZE = 256
 
 POISON = "poison"
-RETRYABLE = "retryable"
-ACCOUNT = "account"
 UNEXPECTED = "unexpected"
+# The kinds a record waits out (backoff.py) rather than failing toward the DLQ.
+WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT})
+# Which SES failure halts the rest of the invocation, strongest first.
+HALT_ORDER = (ACCOUNT, QUOTA, RATE)
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 
@@ -100,9 +115,10 @@ class RecordFailed(Exception):
 class Deferred(Exception):
     """A recipient not attempted in this invocation; the redelivery will."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, kind: str = RETRYABLE):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass
@@ -112,6 +128,7 @@ class Counts:
     skipped: int = 0
     duplicates_skipped: int = 0
     throttled: int = 0
+    unknown: int = 0
     not_sent: int = 0
 
     def add(self, other: Counts) -> None:
@@ -123,12 +140,13 @@ class Counts:
 
 
 class Invocation:
-    """What lives for one Lambda invocation: its clock budget, rate limiter, counts and halt flag."""
+    """What lives for one Lambda invocation: its clock budget, pacer, counts and halt flag."""
 
-    def __init__(self, context: Any, bucket: TokenBucket, monotonic: Callable[[], float]):
+    def __init__(self, context: Any, pacer: Pacer, clock: Callable[[], float], send_worst_case_ms: float = 0.0):
         self.context = context
-        self.bucket = bucket
-        self._monotonic = monotonic
+        self.pacer = pacer
+        self._clock = clock
+        self._reserve_ms = TIME_MARGIN_MS + send_worst_case_ms
         self.counts = Counts()
         self._halt: tuple[str, str] | None = None
         self._lock = threading.Lock()
@@ -139,16 +157,17 @@ class Invocation:
 
     def out_of_time(self) -> bool:
         remaining = self.remaining_ms()
-        return remaining is not None and remaining < TIME_MARGIN_MS
+        return remaining is not None and remaining < self._reserve_ms
 
     def send_deadline(self) -> float | None:
+        """The latest time (wall clock) a send may start and still finish before the timeout."""
         remaining = self.remaining_ms()
-        return None if remaining is None else self._monotonic() + (remaining - TIME_MARGIN_MS) / 1000
+        return None if remaining is None else self._clock() + (remaining - self._reserve_ms) / 1000
 
     def halt(self, kind: str, reason: str) -> None:
-        """Stop starting sends for the rest of this invocation (throttled, or the account is stopped)."""
+        """Stop starting sends for the rest of this invocation (throttled, quota, account stopped)."""
         with self._lock:
-            if self._halt is None or (kind == ACCOUNT and self._halt[0] != ACCOUNT):
+            if self._halt is None or HALT_ORDER.index(kind) < HALT_ORDER.index(self._halt[0]):
                 self._halt = (kind, reason)
 
     @property
@@ -197,17 +216,22 @@ class Sender:
         ses: SesAdapter | None = None,
         payloads: PayloadStore | None = None,
         state: StateStore | None = None,
+        queue: RecordQueue | None = None,
         logger: Any = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = settings
-        factory = ClientFactory(max_pool_connections=max(10, settings.send_concurrency + 4), region=settings.region)
+        factory = ClientFactory(max_pool_connections=max(10, settings.send_concurrency + 4), region=settings.region,
+                                ses_timeouts=(settings.ses_connect_timeout, settings.ses_read_timeout))
         self.ses = ses or SesAdapter(factory=factory)
         self.payloads = payloads or PayloadStore(factory=factory)
         self.state = state or StateStore(settings.table, factory=factory)
+        self.queue = queue or RecordQueue(factory=factory)
         self.log = logger or logging.getLogger(__name__)
+        self.account_rate = AccountRate(self.ses, settings.rate_per_second, monotonic=monotonic, log=self.log)
+        self.backoff = Backoff(self.queue, settings.max_backoff_seconds, clock=clock, log=self.log)
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -228,8 +252,10 @@ class Sender:
             self.idempotency_config.register_lambda_context(context)
         else:
             self.idempotency_config.lambda_context = None
-        bucket = TokenBucket(self.settings.rate_per_second, clock=self._monotonic, sleep=self._sleep)
-        return Invocation(context, bucket, self._monotonic)
+        pacer = Pacer(self.state, self.account_rate.per_second(), scope=self.settings.region or "default",
+                      clock=self._clock, sleep=self._sleep, log=self.log)
+        worst_case_ms = (self.settings.ses_connect_timeout + self.settings.ses_read_timeout) * 1000
+        return Invocation(context, pacer, self._clock, worst_case_ms)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -246,6 +272,8 @@ class Sender:
         except RecordFailed as failed:
             self._log_failure(envelope, failed)
             self._record_failure(envelope, failed)
+            if failed.kind in WAITING_KINDS and self._wait(record, envelope, failed):
+                return {"job_id": envelope.job_id, "chunk": envelope.chunk, "requeued": True}
             raise
         except Exception as exc:  # a bug, or an error nobody classified: still explain the failure
             self.log.exception("unexpected error processing a record", extra={"job_id": envelope.job_id, "message_id": envelope.message_id})
@@ -321,20 +349,17 @@ class Sender:
             try:
                 result = future.result()
             except Deferred as exc:
-                problems.setdefault(RETRYABLE, []).append(f"deferred ({exc.reason})")
-            except RetryableSendError as exc:
-                if exc.throttled:
-                    counts.throttled += 1
-                problems.setdefault(RETRYABLE, []).append(exc.reason)
-            except AccountSendError as exc:
-                problems.setdefault(ACCOUNT, []).append(exc.reason)
+                problems.setdefault(exc.kind, []).append(f"deferred ({exc.reason})")
+            except SendFailure as exc:
+                counts.throttled += exc.kind == RATE
+                problems.setdefault(RETRYABLE if exc.kind == failures.TRANSIENT else exc.kind, []).append(exc.reason)
             except IdempotencyAlreadyInProgressError:
                 problems.setdefault(RETRYABLE, []).append("being sent by another invocation")
             except IdempotencyPersistenceLayerError as exc:
                 problems.setdefault(RETRYABLE, []).append(f"idempotency store: {exc}")
             except Exception as exc:  # a bug: fail the record (it will retry), keep the others going
                 self.log.exception("unexpected error sending to a recipient", extra={"job_id": chunk.job_id, "chunk": chunk.chunk, "recipient": mask_email(recipient.email)})
-                problems.setdefault(RETRYABLE, []).append(f"unexpected {type(exc).__name__}: {exc}")
+                problems.setdefault(UNEXPECTED, []).append(f"unexpected {type(exc).__name__}: {exc}")
             else:
                 self._count(counts, result, chunk, recipient)
         counts.not_sent = sum(len(v) for v in problems.values())
@@ -345,9 +370,11 @@ class Sender:
             extra={"job_id": chunk.job_id, "chunk": chunk.chunk, "message_id": envelope.message_id,
                    "receive_count": envelope.receive_count, "recipients": len(chunk.recipients), **counts.as_dict()},
         )
+        if counts.sent:
+            self._no_longer_waiting(chunk.job_id)
         if problems:
-            kind = ACCOUNT if ACCOUNT in problems else RETRYABLE
-            reasons = problems.get(ACCOUNT) or problems[RETRYABLE]
+            kind = next((k for k in (*HALT_ORDER, UNEXPECTED) if k in problems), RETRYABLE)
+            reasons = problems[kind]
             # The cause, not a consequence: a deferral only echoes what halted the invocation.
             first = scrub(next((r for r in reasons if not r.startswith("deferred")), reasons[0]))
             raise RecordFailed(
@@ -365,6 +392,13 @@ class Sender:
             counts.sent += 1
         elif outcome == "skipped":
             counts.skipped += 1
+        elif outcome == "unknown":
+            counts.unknown += 1
+            self.log.warning(
+                "SES did not answer a send: recorded unknown, not sent again",
+                extra={"job_id": chunk.job_id, "chunk": chunk.chunk, "recipient": mask_email(recipient.email),
+                       "row": recipient.row, "reason": scrub(str(result.get("reason")))},
+            )
         else:
             counts.failed += 1
             self.log.warning(
@@ -440,7 +474,7 @@ class Sender:
                  bundle: LoadedBundle, job: JobInfo, recipient: Recipient, suppressed: frozenset[str] = frozenset()) -> dict[str, Any]:
         halted = invocation.halted
         if halted is not None:
-            raise Deferred(halted[1])
+            raise Deferred(halted[1], halted[0])
         if invocation.out_of_time():
             raise Deferred("the invocation is about to time out")
         return function(
@@ -467,9 +501,12 @@ class Sender:
 
         halted = invocation.halted
         if halted is not None:
-            raise Deferred(halted[1])
-        if not invocation.bucket.acquire(deadline=invocation.send_deadline()):
-            raise Deferred("the rate limit leaves no time before the invocation times out")
+            raise Deferred(halted[1], halted[0])
+        if not invocation.pacer.acquire(deadline=invocation.send_deadline()):
+            raise Deferred("the account's sending rate leaves no time before the invocation times out")
+        halted = invocation.halted  # it may have come while this thread waited for its slot
+        if halted is not None:
+            raise Deferred(halted[1], halted[0])
         # The job state again, right before the send (cached for at most JOB_CACHE_SECONDS): a
         # cancel bites within seconds even in the middle of a long chunk.
         try:
@@ -483,19 +520,22 @@ class Sender:
                 to=address,
                 tags={JOB_TAG: chunk.job_id},
                 configuration_set=bundle.configuration_set or self.settings.configuration_set,
+                sender=bundle.headers.from_address,
             )
-        except PermanentSendError as exc:
-            return _outcome("failed", recipient, self._clock(), reason=exc.reason)
-        except RetryableSendError as exc:
-            if exc.throttled:
-                invocation.halt(RETRYABLE, f"SES is throttling: {exc.reason}")
-            raise
-        except AccountSendError as exc:
-            invocation.halt(ACCOUNT, f"SES refuses to send for the account: {exc.reason}")
-            self.log.error(
-                "SES REFUSES TO SEND FOR THE WHOLE ACCOUNT: no recipient is marked failed; messages will retry and reach the DLQ until a person fixes it",
-                extra={"job_id": chunk.job_id, "chunk": chunk.chunk, "code": exc.code, "reason": scrub(exc.reason)},
-            )
+        except SendFailure as exc:
+            if exc.kind == failures.RECIPIENT:
+                return _outcome("failed", recipient, self._clock(), reason=exc.reason)
+            if exc.kind == failures.UNKNOWN:
+                # Sending again could mail this recipient twice; an operator decides (status --recipients unknown).
+                return _outcome("unknown", recipient, self._clock(), reason=exc.reason)
+            if exc.kind in HALT_ORDER:
+                invocation.halt(exc.kind, f"{exc.what}: {exc.reason}")
+            if exc.kind == ACCOUNT:
+                self.log.error(
+                    "SES REFUSES TO SEND FOR THE ACCOUNT: no recipient is marked failed; the job's records wait "
+                    "(growing backoff) until a person fixes it",
+                    extra={"job_id": chunk.job_id, "chunk": chunk.chunk, "code": exc.code, "reason": scrub(exc.reason)},
+                )
             raise
         if self.settings.outbox:
             self._write_outbox(chunk.job_id, recipient, raw)
@@ -512,6 +552,31 @@ class Sender:
         except OSError as exc:
             # The mail is sent; a copy we could not keep must not make it be sent again.
             self.log.warning("could not write the outbox copy", extra={"job_id": job_id, "error": str(exc)})
+
+    # --- waiting -------------------------------------------------------------------------------------
+
+    def _wait(self, record: Any, envelope: Envelope, failed: RecordFailed) -> bool:
+        """Hold the record back (or replace it with a copy); True when the original is to be let go."""
+        wait = self.backoff.hold(record.raw_event, failed.kind)
+        if wait is None:
+            return False
+        self.log.warning(
+            f"record waits {wait.seconds}s ({failed.kind})" + (": replaced by a fresh copy to stay clear of the DLQ" if wait.requeued else ""),
+            extra={"job_id": envelope.job_id, "chunk": envelope.chunk, "message_id": envelope.message_id,
+                   "receive_count": envelope.receive_count, "kind": failed.kind},
+        )
+        if failed.kind in HALT_ORDER and envelope.job_id:
+            try:
+                self.state.mark_waiting(envelope.job_id, failed.kind, scrub(failed.reason), wait.until)
+            except StateUnavailable as exc:
+                self.log.warning("could not mark the job as waiting", extra={"job_id": envelope.job_id, "error": str(exc)})
+        return wait.requeued
+
+    def _no_longer_waiting(self, job_id: str) -> None:
+        try:
+            self.state.clear_waiting(job_id)
+        except StateUnavailable as exc:
+            self.log.warning("could not clear the job's waiting mark", extra={"job_id": job_id, "error": str(exc)})
 
     # --- failure reasons -----------------------------------------------------------------------------
 

@@ -1,45 +1,15 @@
-"""The SES v2 adapter: send one raw message, classify what went wrong."""
+"""The SES v2 adapter: send one raw message, read the account's limits."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mail_sender.aws import THROTTLING_CODES, LazyClient, error_code, http_status
-
-PERMANENT_CODES = frozenset(
-    {"MessageRejected", "MailFromDomainNotVerified", "MailFromDomainNotVerifiedException",
-     "InvalidParameterValue", "BadRequestException"}
-)
-# Nothing can be sent by anyone until a person acts: no recipient is at fault.
-ACCOUNT_CODES = frozenset(
-    {"AccountSuspended", "AccountSuspendedException", "SendingPaused", "SendingPausedException"}
-)
-
-
-class SendError(Exception):
-    def __init__(self, reason: str, code: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-class RetryableSendError(SendError):
-    """Throttled or a server-side failure: nothing was sent, try again later."""
-
-    @property
-    def throttled(self) -> bool:
-        return self.code in THROTTLING_CODES
-
-
-class PermanentSendError(SendError):
-    """SES refused this message for good: record it, never retry it."""
-
-
-class AccountSendError(SendError):
-    """The account cannot send at all (suspended, paused, missing configuration, access denied)."""
+from mail_sender.aws import LazyClient
+from mail_sender.failures import classify
 
 
 def tag_value(value: str) -> str:
@@ -47,32 +17,23 @@ def tag_value(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", value)[:256] or "_"
 
 
-def classify(exc: Exception) -> SendError:
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        reason = f"{code}: {message}" if code else message
-        if code in THROTTLING_CODES:
-            return RetryableSendError(reason, code)
-        if code in ACCOUNT_CODES:
-            return AccountSendError(reason, code)
-        if code in PERMANENT_CODES:
-            return PermanentSendError(reason, code)
-        if http_status(exc) >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalServerError"}:
-            return RetryableSendError(reason, code)
-        # Any other refusal (NotFound for a configuration set, AccessDenied, ...) is not one
-        # recipient's fault: fail the record without blaming anyone, a person has to look.
-        return AccountSendError(reason, code)
-    if isinstance(exc, BotoCoreError):
-        return RetryableSendError(f"{type(exc).__name__}: {exc}", type(exc).__name__)
-    return RetryableSendError(f"{type(exc).__name__}: {exc}")
+@dataclass(frozen=True)
+class AccountLimits:
+    max_send_rate: float
+    max_24_hour_send: float
+    sent_last_24_hours: float
+
+
+class AccountUnreadable(Exception):
+    """GetAccount failed (no permission, no such API on the endpoint, a network error)."""
 
 
 class SesAdapter(LazyClient):
     service = "sesv2"
 
-    def send_raw(self, raw: bytes, to: str, tags: dict[str, str], configuration_set: str | None = None) -> str:
-        """Send; return SES's message id. Raises a SendError subclass."""
+    def send_raw(self, raw: bytes, to: str, tags: dict[str, str], configuration_set: str | None = None,
+                 sender: str = "") -> str:
+        """Send; return SES's message id. Raises SendFailure, classified for `sender` -> `to`."""
         params: dict[str, Any] = {
             "Destination": {"ToAddresses": [to]},
             "Content": {"Raw": {"Data": raw}},
@@ -83,4 +44,17 @@ class SesAdapter(LazyClient):
         try:
             return self.client.send_email(**params)["MessageId"]
         except (ClientError, BotoCoreError) as exc:
-            raise classify(exc) from exc
+            raise classify(exc, sender=sender, recipient=to) from exc
+
+    def account_limits(self) -> AccountLimits:
+        try:
+            quota = self.client.get_account().get("SendQuota") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise AccountUnreadable(f"GetAccount: {exc}") from exc
+        if not quota.get("MaxSendRate"):
+            raise AccountUnreadable("GetAccount: no SendQuota.MaxSendRate in the answer")
+        return AccountLimits(
+            max_send_rate=float(quota["MaxSendRate"]),
+            max_24_hour_send=float(quota.get("Max24HourSend") or 0),
+            sent_last_24_hours=float(quota.get("SentLast24Hours") or 0),
+        )

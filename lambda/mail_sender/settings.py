@@ -10,6 +10,11 @@ from dataclasses import dataclass
 DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS = 15 * 24 * 3600
 DEFAULT_RATE_PER_SECOND = 50.0
 DEFAULT_SEND_CONCURRENCY = 10
+# One SES call's worst case is connect + read timeout (no retries): a send starts only if the
+# invocation has that long left.
+DEFAULT_SES_CONNECT_TIMEOUT = 2.0
+DEFAULT_SES_READ_TIMEOUT = 8.0
+DEFAULT_MAX_BACKOFF_SECONDS = 12 * 3600  # SQS's longest visibility timeout
 
 
 class SettingsError(ValueError):
@@ -32,8 +37,11 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> fl
 @dataclass(frozen=True)
 class Settings:
     table: str
-    rate_per_second: float = DEFAULT_RATE_PER_SECOND
+    rate_per_second: float = DEFAULT_RATE_PER_SECOND  # an upper bound on all invocations together
     send_concurrency: int = DEFAULT_SEND_CONCURRENCY
+    ses_connect_timeout: float = DEFAULT_SES_CONNECT_TIMEOUT
+    ses_read_timeout: float = DEFAULT_SES_READ_TIMEOUT
+    max_backoff_seconds: int = DEFAULT_MAX_BACKOFF_SECONDS
     idempotency_expiry_seconds: int = DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS
     configuration_set: str | None = None
     outbox: str | None = None
@@ -51,6 +59,9 @@ class Settings:
             table=table,
             rate_per_second=_number(env, "MAILCTL_RATE_PER_SECOND", DEFAULT_RATE_PER_SECOND, float),
             send_concurrency=int(_number(env, "MAILCTL_SEND_CONCURRENCY", DEFAULT_SEND_CONCURRENCY, int)),
+            ses_connect_timeout=_number(env, "MAILCTL_SES_CONNECT_TIMEOUT", DEFAULT_SES_CONNECT_TIMEOUT, float),
+            ses_read_timeout=_number(env, "MAILCTL_SES_READ_TIMEOUT", DEFAULT_SES_READ_TIMEOUT, float),
+            max_backoff_seconds=int(_number(env, "MAILCTL_MAX_BACKOFF_SECONDS", DEFAULT_MAX_BACKOFF_SECONDS, int)),
             idempotency_expiry_seconds=int(
                 _number(env, "MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS", DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS, int)
             ),

@@ -14,10 +14,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mail_sender.aws import LazyClient
+from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
     JOB_STATE_CANCELLED,
+    JOB_WAITING_FOR,
+    JOB_WAITING_REASON,
+    JOB_WAITING_UNTIL,
     JOBS_PK,
+    PACING_PK,
     PK_ATTR,
     SK_ATTR,
     recipient_key,
@@ -128,6 +132,56 @@ class StateStore(LazyClient):
             self.client.delete_item(TableName=self.table, Key={PK_ATTR: {"S": FAILURES_PK}, SK_ATTR: {"S": message_id}})
         except (ClientError, BotoCoreError) as exc:
             raise StateUnavailable(f"clearing the failure of message {message_id}: {exc}") from exc
+
+    def claim_slots(self, scope: str, window: int, window_seconds: float, count: int, limit: int) -> int | None:
+        """Claim `count` of the `limit` send slots of one pacing window; the index of the first, or
+        None when they no longer fit. One conditional ADD: claims from many invocations never
+        overlap and never exceed the limit."""
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key={PK_ATTR: {"S": PACING_PK}, SK_ATTR: {"S": f"{scope}#{window}"}},
+                UpdateExpression="SET expiration = if_not_exists(expiration, :expires) ADD used :count",
+                ConditionExpression="attribute_not_exists(used) OR used <= :room",
+                ExpressionAttributeValues={
+                    ":count": {"N": str(count)},
+                    ":room": {"N": str(limit - count)},
+                    ":expires": {"N": str(int((window + 1) * window_seconds) + 3600)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise StateUnavailable(f"claiming send slots in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"claiming send slots in table {self.table}: {exc}") from exc
+        return int(response["Attributes"]["used"]["N"]) - count
+
+    def mark_waiting(self, job_id: str, what: str, reason: str, until: float) -> None:
+        """Say on the job's manifest (if it has one) that its records wait for SES, and until when."""
+        self._update_manifest(
+            job_id, f"SET {JOB_WAITING_FOR} = :what, {JOB_WAITING_REASON} = :reason, {JOB_WAITING_UNTIL} = :until",
+            {":what": {"S": what}, ":reason": {"S": reason[:500]}, ":until": {"N": str(int(until))}},
+        )
+
+    def clear_waiting(self, job_id: str) -> None:
+        self._update_manifest(job_id, f"REMOVE {JOB_WAITING_FOR}, {JOB_WAITING_REASON}, {JOB_WAITING_UNTIL}", None,
+                              condition=f"attribute_exists({JOB_WAITING_FOR})")
+
+    def _update_manifest(self, job_id: str, expression: str, values: dict[str, Any] | None,
+                         condition: str = f"attribute_exists({PK_ATTR})") -> None:
+        kwargs: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression=expression, ConditionExpression=condition, **kwargs,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":  # no manifest, or nothing to clear
+                raise StateUnavailable(f"updating job {job_id!r} in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"updating job {job_id!r} in table {self.table}: {exc}") from exc
 
     def persistence_layer(self, partition: str):
         """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>."""

@@ -152,6 +152,8 @@ def sender_environment(config: Config, outbox: str | None = None) -> dict[str, s
         "MAILCTL_RATE_PER_SECOND": repr(float(config.sender.rate_per_second)),
         "MAILCTL_SEND_CONCURRENCY": str(config.sender.send_concurrency),
         "MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS": str(config.sender.idempotency_expiry_seconds),
+        "MAILCTL_SES_READ_TIMEOUT": repr(float(config.sender.ses_read_timeout_seconds)),
+        "MAILCTL_MAX_BACKOFF_SECONDS": str(config.sender.max_backoff_seconds),
         "POWERTOOLS_SERVICE_NAME": "mailctl-sender",
         "POWERTOOLS_METRICS_NAMESPACE": "mailctl",
     }

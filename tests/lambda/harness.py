@@ -143,6 +143,9 @@ class FaultySes:
         self.calls = 0
         self.requests: list[dict] = []  # what SES was asked (moto drops tags and configuration sets)
 
+    def __getattr__(self, name):  # GetAccount and the rest: the real client's
+        return getattr(self.real, name)
+
     def send_email(self, **params):
         with self.lock:
             self.calls += 1

@@ -190,7 +190,7 @@ def test_throttling_fails_the_record_and_the_retry_sends_only_the_rest(sender_en
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics["throttled"], metrics["records_failed"]) == (1, 1)
     assert h.mail_to("user3@example.org") == []
-    assert h.failure(record["messageId"])["reason"].startswith("retryable: ")
+    assert h.failure(record["messageId"])["reason"].startswith("rate: ")
     assert "TooManyRequestsException" in h.failure(record["messageId"])["reason"]
 
     # When SQS redelivers it
@@ -242,21 +242,27 @@ def test_a_permanent_rejection_is_recorded_as_failed_and_never_retried(sender_en
     assert h.mail_to("user1@example.org") == []
 
 
-def test_an_unverified_sender_is_rejected_by_ses_for_every_recipient(sender_env):
-    # Given a bundle whose From domain SES has not verified (moto refuses it, as SES does)
+def test_an_unverified_sender_blames_no_recipient_and_the_record_waits(sender_env):
+    # Given a job whose bundle's From domain SES has not verified (moto refuses it, as SES does)
     h = sender_env
+    h.put_job(JOB)
     bundle = h.put_bundle(**{"from": "news@unverified.example.net"})
     record = h.record(JOB, 0, people(2), bundle=bundle)
 
     # When delivered
-    assert h.invoke(record)["batchItemFailures"] == []
+    response = h.invoke(record)
 
-    # Then each recipient is recorded failed with SES's reason and nothing was sent
+    # Then the record fails as account-level, nothing was sent, no recipient is recorded at all
+    assert failed_ids(response) == {record["messageId"]}
     assert h.mail() == []
-    for person in people(2):
-        data = h.outcome(JOB, person["email"])["data"]
-        assert data["outcome"] == "failed"
-        assert "MessageRejected" in data["reason"]
+    assert h.records_of(JOB) == {}
+    reason = h.failure(record["messageId"])["reason"]
+    assert reason.startswith("account: ") and "MessageRejected" in reason
+    # And the job's manifest says what it waits for, and until when
+    manifest = h.ddb.get_item(TableName=h.stack.table, Key={"pk": {"S": "jobs"}, "sk": {"S": JOB}})["Item"]
+    assert manifest["waiting_for"]["S"] == "account"
+    assert "not verified" in manifest["waiting_reason"]["S"]
+    assert int(manifest["waiting_until"]["N"]) > time.time()
 
 
 @pytest.mark.parametrize("pointer_class", [contract.POINTER_CLASS, contract.LEGACY_POINTER_CLASS])
@@ -312,22 +318,25 @@ class SimulatedTimeout(BaseException):
     """What Lambda does at the timeout: the process stops, no `except Exception` runs."""
 
 
-def test_a_timed_out_invocation_does_not_block_the_retry(sender_env):
-    # Given an invocation with ~1.2 s left that is killed in the middle of sending
+def test_a_timed_out_invocation_does_not_block_the_retry(sender_env, monkeypatch):
+    # Given an invocation with just enough time left for one SES call's worst case (connect + read
+    # timeout, 1 s + 1 s here) plus the margin, killed in the middle of sending
     h = sender_env
+    monkeypatch.setenv("MAILCTL_SES_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("MAILCTL_SES_READ_TIMEOUT", "1")
     ses = faulty_ses(lambda to, n: SimulatedTimeout())
     record = h.record(JOB, 0, people(3))
     with pytest.raises(SimulatedTimeout):
-        h.invoke(record, context=LambdaContext(remaining_ms=1200))
+        h.invoke(record, context=LambdaContext(remaining_ms=3200))
 
     # Then INPROGRESS records were left behind, each expiring with the invocation
     left = h.records_of(JOB)
     assert left and all(item["status"] == "INPROGRESS" for item in left.values())
-    assert all(item["in_progress_expiration"] <= (time.time() + 1.3) * 1000 for item in left.values())
+    assert all(item["in_progress_expiration"] <= (time.time() + 3.3) * 1000 for item in left.values())
 
     # When SQS redelivers after the invocation's deadline has passed
     ses.fault = lambda to, n: None
-    time.sleep(1.3)
+    time.sleep(3.3)
     response = h.invoke(record)
 
     # Then the retry sends everything, once
