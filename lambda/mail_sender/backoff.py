@@ -55,7 +55,8 @@ def wait_seconds(kind: str, waits: int, max_seconds: int, rand: Callable[[], flo
 class Wait:
     seconds: int
     until: float
-    requeued: bool  # replaced by a fresh copy: the original must be let go (reported as done)
+    requeued: bool = False  # replaced by a fresh copy: the original must be let go (reported as done)
+    held: bool = True  # False: SQS refused, the queue's own visibility timeout applies instead
 
 
 def api_attributes(lambda_attributes: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +90,8 @@ class Backoff:
         self._rand = rand
         self._log = log or logging.getLogger(__name__)
 
-    def hold(self, raw_record: dict[str, Any], kind: str) -> Wait | None:
-        """Hold the record back for its next wait, or replace it with a copy that waits. None when
-        SQS refused both: the queue's own visibility timeout then applies."""
+    def hold(self, raw_record: dict[str, Any], kind: str) -> Wait:
+        """Hold the record back for its next wait, or replace it with a copy that waits."""
         attributes = raw_record.get("messageAttributes") or {}
         waits = earlier_waits(attributes) + max(0, int(raw_record.get("attributes", {}).get("ApproximateReceiveCount") or 1) - 1)
         seconds = wait_seconds(kind, waits, self.max_seconds, self._rand)
@@ -106,8 +106,8 @@ class Backoff:
                 self.queue.send_copy(queue_arn, raw_record["body"], copy_attributes, delay)
                 return Wait(seconds=delay, until=self._clock() + delay, requeued=True)
             self.queue.hold(queue_arn, raw_record["receiptHandle"], seconds)
-            return Wait(seconds=seconds, until=self._clock() + seconds, requeued=False)
+            return Wait(seconds=seconds, until=self._clock() + seconds)
         except QueueUnavailable as exc:
             self._log.warning("could not hold a record back; the queue's visibility timeout applies",
                               extra={"message_id": raw_record.get("messageId"), "error": str(exc)})
-            return None
+            return Wait(seconds=seconds, until=self._clock() + seconds, held=False)

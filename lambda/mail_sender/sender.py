@@ -558,8 +558,6 @@ class Sender:
     def _wait(self, record: Any, envelope: Envelope, failed: RecordFailed) -> bool:
         """Hold the record back (or replace it with a copy); True when the original is to be let go."""
         wait = self.backoff.hold(record.raw_event, failed.kind)
-        if wait is None:
-            return False
         self.log.warning(
             f"record waits {wait.seconds}s ({failed.kind})" + (": replaced by a fresh copy to stay clear of the DLQ" if wait.requeued else ""),
             extra={"job_id": envelope.job_id, "chunk": envelope.chunk, "message_id": envelope.message_id,

@@ -261,7 +261,7 @@ def test_an_unverified_sender_blames_no_recipient_and_the_record_waits(sender_en
     # And the job's manifest says what it waits for, and until when
     manifest = h.ddb.get_item(TableName=h.stack.table, Key={"pk": {"S": "jobs"}, "sk": {"S": JOB}})["Item"]
     assert manifest["waiting_for"]["S"] == "account"
-    assert "not verified" in manifest["waiting_reason"]["S"]
+    assert "MessageRejected" in manifest["waiting_reason"]["S"]
     assert int(manifest["waiting_until"]["N"]) > time.time()
 
 
