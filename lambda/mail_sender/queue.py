@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mail_sender.aws import LazyClient
 
-# Called with the receipt handle after the sender set a record's visibility. The local worker (in
+# Called with the receipt handle before the sender sets a record's visibility. The local worker (in
 # process, standing in for Lambda's event source mapping) listens, so that keeping its batch
 # invisible does not undo the sender's wait; nothing listens on Lambda.
 visibility_listeners: list[Callable[[str], None]] = []
@@ -68,13 +68,13 @@ class RecordQueue(LazyClient):
 
     def hold(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """The record becomes visible again `seconds` from now (SQS allows up to 12 hours)."""
+        for listener in list(visibility_listeners):
+            listener(receipt_handle)
         try:
             self.client.change_message_visibility(QueueUrl=self.url(queue_arn), ReceiptHandle=receipt_handle,
                                                   VisibilityTimeout=seconds)
         except (ClientError, BotoCoreError) as exc:
             raise QueueUnavailable(f"holding a record back for {seconds}s: {exc}") from exc
-        for listener in list(visibility_listeners):
-            listener(receipt_handle)
 
     def send_copy(self, queue_arn: str, body: str, attributes: dict[str, Any], delay_seconds: int) -> str:
         """A fresh message with the record's body and attributes (API shapes); returns its id."""

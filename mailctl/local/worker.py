@@ -8,7 +8,8 @@ RedrivePolicy moves poison messages to the DLQ, exactly as it does under a real 
 Deliberate differences from AWS (see docs/local-stack.md):
 - While an invocation runs, the worker keeps its messages invisible (ChangeMessageVisibility), which
   stands in for AWS's rule "visibility timeout >= 6x the function timeout" while letting the local
-  queue use a visibility timeout of seconds, so retries and moves to the DLQ are quick.
+  queue use a visibility timeout of seconds, so retries and moves to the DLQ are quick. A message
+  whose visibility the sender set itself (its backoff) is left alone from then on, as on AWS.
 - A handler that overruns the configured timeout cannot be killed in-process; its batch is treated
   as failed, as Lambda treats a timed-out invocation.
 """
@@ -465,21 +466,37 @@ class _VisibilityKeeper:
         self.handles = handles
         self.visibility_timeout = max(1, visibility_timeout)
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        from mail_sender.queue import visibility_listeners
+
+        visibility_listeners.append(self.release)
         self._thread = threading.Thread(target=self._run, name="mailctl-visibility", daemon=True)
         self._thread.start()
+
+    def release(self, handle: str) -> None:
+        """The sender set this message's visibility (its backoff): extending it would undo that."""
+        with self._lock:
+            if handle in self.handles:
+                self.handles = [h for h in self.handles if h != handle]
 
     def _run(self) -> None:
         interval = max(0.3, self.visibility_timeout / 3)
         while not self._stop.wait(interval):
-            try:
-                self.queue.extend_visibility(self.handles, self.visibility_timeout)
-            except MailctlError:
-                pass  # the message may already be gone; SQS then decides, as it would on AWS
+            with self._lock:  # held across the call, so a release never races an extension
+                try:
+                    if self.handles:
+                        self.queue.extend_visibility(self.handles, self.visibility_timeout)
+                except MailctlError:
+                    pass  # the message may already be gone; SQS then decides, as it would on AWS
 
     def stop(self) -> None:
+        from mail_sender.queue import visibility_listeners
+
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.release in visibility_listeners:
+            visibility_listeners.remove(self.release)
