@@ -91,7 +91,7 @@ class Pacer:
         self._lock = threading.Lock()
         self._due: deque[float] = deque()
         self._window = -1
-        self._last = float("-inf")
+        self._last = float("-inf")  # only without the shared table
         self._shared = True
         self.claims = 0
 
@@ -105,11 +105,7 @@ class Pacer:
             if deadline is not None and due > deadline:
                 return False
             self._due.popleft()
-            # Slots already past (the window was idle until now) are not all sent at once.
-            due = max(due, self._last + self.spacing)
-            now = self._clock()
-            self._last = max(due, now)
-        wait = due - now
+        wait = due - self._clock()
         if wait > 0:
             self._sleep(wait)
         return True
@@ -134,8 +130,14 @@ class Pacer:
             self.claims += 1
             if first is not None:
                 start = self._window * self.window_seconds
-                self._due.extend(start + (first + i) * self.spacing for i in range(count))
-                return
+                # Slots whose time has passed (nobody sent in that part of the window) are dropped,
+                # not sent late: several invocations catching up at once would burst past the rate.
+                behind = int((self._clock() - start) / self.spacing) - 1
+                self._due.extend(start + i * self.spacing for i in range(max(first, behind), first + count))
+                if self._due:
+                    return
+                count = min(self.limit, behind - (first + count) + self.block)  # jump to now
+                continue
             if count > 1:
                 count = max(1, count // 4)  # the window is nearly full: take what is left
             else:
@@ -145,4 +147,5 @@ class Pacer:
     def _local(self, now: float) -> None:
         """Without the shared counter: this invocation alone at the shared rate (SES throttling and
         the backoff cover the overshoot of several such invocations)."""
-        self._due.append(max(now, self._last + self.spacing))
+        self._last = max(now, self._last + self.spacing)
+        self._due.append(self._last)

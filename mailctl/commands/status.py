@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import typer
 from rich.console import Group
@@ -13,7 +14,7 @@ from rich.text import Text
 from mailctl.console import err, out, print_json
 from mailctl.context import app_context
 from mailctl.errors import UserError
-from mailctl.services.status import RATE_WINDOW_SECONDS
+from mailctl.services.status import RATE_WINDOW_SECONDS, WAITING_FOR
 
 
 def _duration(seconds: float | None) -> str:
@@ -94,6 +95,7 @@ def render_status(status) -> Group:
         ("sent", status.sent, f"{100 * status.sent / total:.1f}%"),
         ("failed", status.failed, "permanent, see below" if status.failed else ""),
         ("skipped", status.skipped, "job cancelled" if status.skipped else ""),
+        ("unknown", status.unknown, "[yellow]SES did not answer; not resent: `--recipients unknown`[/]" if status.unknown else ""),
         ("in progress", status.in_progress, ""),
         ("stale in progress", status.stale_in_progress, "sender stopped mid-send; retried on redelivery" if status.stale_in_progress else ""),
         ("not started", status.not_started, "not enqueued yet" if status.enqueue_interrupted and status.not_started else ""),
@@ -116,6 +118,10 @@ def render_status(status) -> Group:
     for label, value, note in rows:
         table.add_row(label, str(value), note)
     parts = [table]
+    if status.waiting:
+        until = datetime.fromtimestamp(status.waiting["until"], timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        what = WAITING_FOR.get(status.waiting["for"], status.waiting["for"])
+        parts.insert(0, Text(f"waiting for {what}; next try at {until} ({status.waiting.get('reason') or ''})", style="yellow"))
     if status.failed_by_reason:
         reasons = Table(title="failed, by reason", title_justify="left")
         reasons.add_column("recipients", justify="right")
@@ -134,7 +140,7 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the job settles, or until nothing can change without the operator (interrupted enqueue, paused sender)."),
         interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between refreshes with --watch."),
-        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, in_progress, stale_in_progress, not_started, expired, purged; or by what SES said: delivered, bounced, complained, delayed, rejected, suppressed."),
+        recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, unknown, in_progress, stale_in_progress, not_started, expired, purged; or by what SES said: delivered, bounced, complained, delayed, rejected, suppressed."),
         export_unsent: str = typer.Option(None, "--export-unsent", metavar="FILE.csv", help="Write the original rows of every recipient not sent, with state and reason columns; refused while the sender may still send some of them."),
         force: bool = typer.Option(False, "--force", help="With --export-unsent: export even while chunks of the job are queued, in flight or in the DLQ."),
     ) -> None:

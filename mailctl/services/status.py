@@ -32,11 +32,22 @@ from mailctl.services import delivery
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
-from mail_sender.contract import JOB_STATE_CANCELLED, JOB_STATE_ENQUEUEING, idempotency_sort_key
+from mail_sender.contract import (
+    JOB_STATE_CANCELLED,
+    JOB_STATE_ENQUEUEING,
+    JOB_WAITING_FOR,
+    JOB_WAITING_REASON,
+    JOB_WAITING_UNTIL,
+    idempotency_sort_key,
+)
 
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
+# SES may have accepted it but never answered: the sender does not send it again by itself.
+UNKNOWN = "unknown"
 IN_PROGRESS, STALE, NOT_STARTED, EXPIRED, PURGED = "in_progress", "stale_in_progress", "not_started", "expired", "purged"
-RECIPIENT_STATES = (SENT, FAILED, SKIPPED, IN_PROGRESS, STALE, NOT_STARTED, EXPIRED, PURGED)
+RECIPIENT_STATES = (SENT, FAILED, SKIPPED, UNKNOWN, IN_PROGRESS, STALE, NOT_STARTED, EXPIRED, PURGED)
+# What the manifest's waiting_for means, in an operator's words.
+WAITING_FOR = {"quota": "SES 24-hour quota", "rate": "SES sending rate", "account": "SES account or identity (a person must act)"}
 RATE_WINDOW_SECONDS = 300
 _SENT_SPACED, _SENT_COMPACT = '"outcome": "sent"', '"outcome":"sent"'
 _AT = re.compile(r'"at":\s*(-?[0-9][0-9.eE+-]*)')
@@ -51,6 +62,7 @@ class JobStatus:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    unknown: int = 0
     in_progress: int = 0
     stale_in_progress: int = 0
     not_started: int = 0
@@ -72,6 +84,7 @@ class JobStatus:
     last_activity: float | None = None
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
+    waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
 
     @property
     def dlq_messages(self) -> int | None:
@@ -112,6 +125,8 @@ class JobStatus:
             "failed": self.failed,
             "failed_by_reason": self.failed_by_reason,
             "skipped": self.skipped,
+            "unknown": self.unknown,
+            "waiting": self.waiting,
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
@@ -199,6 +214,8 @@ def classify(item: dict[str, Any], now: float) -> RecordState:
         return RecordState(SKIPPED, data.get("reason") or "job cancelled", expired, at)
     if outcome == FAILED:
         return RecordState(FAILED, data.get("reason") or "no reason recorded", expired, at)
+    if outcome == UNKNOWN:
+        return RecordState(UNKNOWN, data.get("reason") or "SES did not answer", expired, at)
     return RecordState(FAILED, f"unknown outcome {outcome!r}", expired, at)
 
 
@@ -280,7 +297,10 @@ class JobState:
                 if purged_keys and item["sk"]["S"] in purged_keys:
                     purged_with_record += 1  # sent (or skipped...) before its message was purged
         result.records = sum(states.values())
-        result.sent, result.failed, result.skipped = states[SENT], states[FAILED], states[SKIPPED]
+        result.sent, result.failed, result.skipped, result.unknown = states[SENT], states[FAILED], states[SKIPPED], states[UNKNOWN]
+        if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
+            result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
+                              "until": float(manifest[JOB_WAITING_UNTIL])}
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
         without_record = max(0, result.recipients - result.records)

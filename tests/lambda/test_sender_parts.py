@@ -7,13 +7,12 @@ import threading
 from email import policy
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
 
 from mail_sender.contract import ContractError
 from mail_sender.mime import BundleHeaders, RecipientRejected, build_message
 from mail_sender.ratelimit import TokenBucket
 from mail_sender.sender import mask_email, scrub
-from mail_sender.ses import AccountSendError, PermanentSendError, RetryableSendError, classify, tag_value
+from mail_sender.ses import tag_value
 from mail_sender.settings import Settings, SettingsError
 
 HEADERS = BundleHeaders.from_bundle({"from": "News <news@example.com>", "headers": {"X-Campaign": "nov"}})
@@ -157,31 +156,6 @@ def test_the_token_bucket_holds_the_rate_across_threads():
 
     # Then they took at least 39 intervals of 5 ms
     assert time.monotonic() - start >= 39 / 200 * 0.95
-
-
-def error(code, status=400):
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SendEmail")
-
-
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        (error("Throttling"), RetryableSendError), (error("ThrottlingException"), RetryableSendError),
-        (error("TooManyRequestsException", 429), RetryableSendError), (error("InternalFailure", 500), RetryableSendError),
-        (error("Whatever", 503), RetryableSendError), (EndpointConnectionError(endpoint_url="https://x"), RetryableSendError),
-        (error("MessageRejected"), PermanentSendError), (error("MailFromDomainNotVerifiedException"), PermanentSendError),
-        (error("InvalidParameterValue"), PermanentSendError),
-        (error("AccountSuspendedException"), AccountSendError), (error("SendingPausedException"), AccountSendError),
-        (error("NotFoundException", 404), AccountSendError), (error("AccessDeniedException"), AccountSendError),
-    ],
-)
-def test_ses_errors_fall_into_their_class(exc, kind):
-    assert isinstance(classify(exc), kind)
-
-
-def test_only_throttling_counts_as_throttled():
-    assert classify(error("TooManyRequestsException", 429)).throttled
-    assert not classify(error("InternalFailure", 500)).throttled
 
 
 def test_tag_values_are_sanitised():
