@@ -74,7 +74,8 @@ def window_for(rate: float) -> tuple[float, int]:
 
 
 class Pacer:
-    """One invocation's view of the shared budget: hands out send times to the sending threads."""
+    """A container's view of the shared budget: hands out send times to the sending threads. It
+    lives as long as the container, so slots one invocation claimed and did not use serve the next."""
 
     def __init__(self, state: StateStore, rate: float, *, scope: str = "default",
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
@@ -93,14 +94,22 @@ class Pacer:
         self._window = -1
         self._last = float("-inf")  # only without the shared table
         self._shared = True
+        self._waiting = 0
         self.claims = 0
 
     def acquire(self, deadline: float | None = None) -> bool:
         """Wait for this thread's send time. False (nothing to send now) if it would come after
         `deadline` (the same clock as `clock`)."""
         with self._lock:
-            while not self._due:
-                self._claim()
+            self._waiting += 1
+            try:
+                now = self._clock()
+                while self._due and self._due[0] < now - self.spacing:
+                    self._due.popleft()  # left over from an earlier invocation: too late now
+                while not self._due:
+                    self._claim()
+            finally:
+                self._waiting -= 1
             due = self._due[0]
             if deadline is not None and due > deadline:
                 return False
@@ -118,7 +127,8 @@ class Pacer:
         if not self._shared:
             self._local(now)
             return
-        count = self.block
+        # Claim for the threads waiting now, not a whole block: slots claimed and not used are lost.
+        count = min(self.block, 2 * self._waiting)
         while True:
             try:
                 first = self.state.claim_slots(self.scope, self._window, self.window_seconds, count, self.limit)

@@ -242,6 +242,7 @@ class Sender:
         self._bundles: OrderedDict[tuple[str, str], LoadedBundle] = OrderedDict()
         self._functions: OrderedDict[str, Callable[..., dict[str, Any]]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
+        self._pacer: Pacer | None = None
 
     # --- per invocation ---------------------------------------------------------------------------
 
@@ -252,8 +253,11 @@ class Sender:
             self.idempotency_config.register_lambda_context(context)
         else:
             self.idempotency_config.lambda_context = None
-        pacer = Pacer(self.state, self.account_rate.per_second(), scope=self.settings.region or "default",
-                      clock=self._clock, sleep=self._sleep, log=self.log)
+        rate = self.account_rate.per_second()
+        if self._pacer is None or self._pacer.rate != rate:
+            self._pacer = Pacer(self.state, rate, scope=self.settings.region or "default",
+                                clock=self._clock, sleep=self._sleep, log=self.log)
+        pacer = self._pacer
         worst_case_ms = (self.settings.ses_connect_timeout + self.settings.ses_read_timeout) * 1000
         return Invocation(context, pacer, self._clock, worst_case_ms)
 

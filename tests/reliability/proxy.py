@@ -45,6 +45,8 @@ class FaultProxy:
         self.upstream = (parts.hostname, parts.port)
         self.rule: Callable[[Request, int], str] = lambda request, count: PASS
         self.down = False
+        # Seconds to sit on upstream's answer before passing it back (the request did reach it).
+        self.answer_delay: Callable[[Request], float] = lambda request: 0.0
         self.counts: dict[str, int] = {}
         self.passed: dict[str, int] = {}
         self.held: list[Request] = []
@@ -82,6 +84,9 @@ class FaultProxy:
                     upstream.close()
                 with proxy._lock:
                     proxy.passed[request.action] = proxy.passed.get(request.action, 0) + 1
+                delay = proxy.answer_delay(request)
+                if delay:
+                    threading.Event().wait(delay)
                 self.send_response_only(response.status, response.reason)
                 for name, value in response.getheaders():
                     if name.lower() not in {"transfer-encoding", "connection", "content-length", "keep-alive"}:
