@@ -64,8 +64,9 @@ class _Raw(io.BytesIO):
 class StandIn:
     """Answers S3 GetObject, DynamoDB Get/Put/Update/DeleteItem and BatchGetItem, and SES v2 SendEmail in memory."""
 
-    def __init__(self, ses_latency: float = 0.0):
+    def __init__(self, ses_latency: float = 0.0, max_send_rate: float = 1e9):
         self.ses_latency = ses_latency
+        self.max_send_rate = max_send_rate
         self.objects: dict[tuple[str, str], bytes] = {}
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.sent = 0
@@ -94,6 +95,9 @@ class StandIn:
             if body is None:
                 return self._response(request, 404, b"<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>")
             return self._response(request, 200, body, {"Content-Type": "application/octet-stream"})
+        if operation == "GetAccount":
+            return self._response(request, 200, json.dumps({"SendQuota": {
+                "MaxSendRate": self.max_send_rate, "Max24HourSend": 1e9, "SentLast24Hours": 0}}).encode())
         if operation == "SendEmail":
             if self.ses_latency:
                 time.sleep(self.ses_latency)
@@ -119,6 +123,16 @@ class StandIn:
                         "message": "The conditional request failed", "Item": self.items[key]}, 400)
                 self.items[key] = params["Item"]
                 return self._json(request, {})
+            if operation == "UpdateItem" and "ADD used" in params["UpdateExpression"]:  # the sender's pacing
+                values = params["ExpressionAttributeValues"]
+                item = self.items.setdefault(key, {"pk": {"S": key[0]}, "sk": {"S": key[1]}, "used": {"N": "0"}})
+                used = int(item["used"]["N"])
+                if used > int(values[":room"]["N"]):
+                    return self._conditional_failed(request)
+                item["used"] = {"N": str(used + int(values[":count"]["N"]))}
+                return self._json(request, {"Attributes": {"used": item["used"]}})
+            if operation == "UpdateItem" and params.get("ConditionExpression", "").startswith("attribute_exists"):
+                return self._conditional_failed(request)  # no manifest in the benchmark
             if operation == "UpdateItem":
                 item = self.items.setdefault(key, {"pk": {"S": key[0]}, "sk": {"S": key[1]}})
                 values = params["ExpressionAttributeValues"]
@@ -130,6 +144,10 @@ class StandIn:
                 self.items.pop(key, None)
                 return self._json(request, {})
         raise NotImplementedError(operation)
+
+    def _conditional_failed(self, request) -> AWSResponse:
+        return self._json(request, {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+                                    "message": "The conditional request failed"}, 400)
 
     def _json(self, request, document: dict[str, Any], status: int = 200) -> AWSResponse:
         return self._response(request, status, json.dumps(document).encode(), {"Content-Type": "application/x-amz-json-1.0"})
