@@ -296,3 +296,33 @@ def test_a_job_older_than_its_records_reports_them_expired_and_is_not_settled(cl
     assert status["outlived_records"] is True and status["settled"] is False and status["eta_seconds"] is None
     assert "record expired (TTL) or never started" in shown.out
     assert "not moving: the job outlived its idempotency records" in shown.err
+
+
+def test_unknown_outcomes_and_a_wait_for_ses_are_shown_and_listed(job, clients, stack, config_file, capsys, tmp_path):
+    from mail_sender.state import StateStore
+
+    # Given a recipient whose send SES never answered, and the sender waiting for the 24-hour quota
+    put_record(clients, stack.table, JOB, "person9@example.com", 11, outcome="unknown",
+               reason="ReadTimeoutError: SES did not answer; it may have accepted the message", shards=2)
+    until = time.time() + 3600
+    StateStore(stack.table, client=clients.dynamodb).mark_waiting(JOB, "quota", "LimitExceededException: Daily message quota exceeded.", until)
+
+    # When the operator asks for the status
+    assert main(["--config", config_file, "status", JOB, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert main(["--config", config_file, "status", JOB]) == 0
+    table = capsys.readouterr().out
+
+    # Then the unknown one is counted apart (not failed, not sent), and the wait is said with its time
+    assert (status["unknown"], status["failed"], status["not_started"]) == (1, 2, 2)
+    assert status["waiting"] == {"for": "quota", "reason": "LimitExceededException: Daily message quota exceeded.", "until": int(until)}
+    assert "waiting for SES 24-hour quota; next try at " in table.replace("\n", " ")
+    assert "unknown" in table
+
+    # And the unknown recipient is listed by --recipients unknown and exported with the unsent
+    assert main(["--config", config_file, "status", JOB, "--recipients", "unknown", "--json"]) == 0
+    assert [(r["email"], r["state"]) for r in json.loads(capsys.readouterr().out)] == [("person9@example.com", "unknown")]
+    target = tmp_path / "unsent.csv"
+    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target)]) == 0
+    with target.open(newline="") as handle:
+        assert ("person9@example.com", "unknown") in [(r["email"], r["state"]) for r in csv.DictReader(handle)]
