@@ -34,6 +34,10 @@ SLOTS_PER_WINDOW = 100
 # A block is this share of a window: small enough that slots a finishing invocation leaves unused
 # cost little, large enough that a busy invocation claims a few times a window, not per send.
 BLOCK_SHARE = 0.1
+CLAIM_AHEAD_SECONDS = 0.05
+# A slot may be used this late (thread scheduling, a claim's round trip); later ones are dropped, so
+# that at most this much of the rate can ever bunch up (SES allows a second's worth of burst).
+LATE_SECONDS = 0.1
 
 
 class AccountRate:
@@ -86,6 +90,7 @@ class Pacer:
         self.window_seconds, self.limit = window_for(rate)
         self.spacing = self.window_seconds / self.limit
         self.block = max(1, int(self.limit * BLOCK_SHARE))
+        self.late = max(self.spacing, LATE_SECONDS)
         self._clock = clock
         self._sleep = sleep
         self._log = log or logging.getLogger(__name__)
@@ -104,7 +109,7 @@ class Pacer:
             self._waiting += 1
             try:
                 now = self._clock()
-                while self._due and self._due[0] < now - self.spacing:
+                while self._due and self._due[0] < now - self.late:
                     self._due.popleft()  # left over from an earlier invocation: too late now
                 while not self._due:
                     self._claim()
@@ -127,8 +132,9 @@ class Pacer:
         if not self._shared:
             self._local(now)
             return
-        # Claim for the threads waiting now, not a whole block: slots claimed and not used are lost.
-        count = min(self.block, 2 * self._waiting)
+        # Claim for the threads waiting now (or 50 ms of the rate, so that a fast sender does not
+        # queue on claims), not a whole block: slots claimed and not used are lost.
+        count = min(self.block, max(2 * self._waiting, int(self.rate * CLAIM_AHEAD_SECONDS)))
         while True:
             try:
                 first = self.state.claim_slots(self.scope, self._window, self.window_seconds, count, self.limit)
@@ -142,7 +148,7 @@ class Pacer:
                 start = self._window * self.window_seconds
                 # Slots whose time has passed (nobody sent in that part of the window) are dropped,
                 # not sent late: several invocations catching up at once would burst past the rate.
-                behind = int((self._clock() - start) / self.spacing) - 1
+                behind = int((self._clock() - self.late - start) / self.spacing)
                 self._due.extend(start + i * self.spacing for i in range(max(first, behind), first + count))
                 if self._due:
                     return
