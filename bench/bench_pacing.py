@@ -92,10 +92,10 @@ def stack_run(rate: float, chunks: int, workers: int, seconds: float) -> dict[st
         body, digest = contract.encode_bundle(BUNDLE)
         bundle = contract.BundleRef(stack.bucket, contract.bundle_key(digest))
         clients.s3.put_object(Bucket=bundle.bucket, Key=bundle.key, Body=body)
-        job = f"pace-{int(rate)}-{chunks}"
+        job = f"pace-{int(rate)}-{chunks}-{int(time.time())}"
         size = -(-recipients // chunks)
         for chunk, start in enumerate(range(0, recipients, size)):
-            people = [contract.encode_recipient(f"user{i}@example.org", {"name": f"U{i}", "token": str(i)}, i + 2)
+            people = [contract.encode_recipient(f"{job}-user{i}@example.org", {"name": f"U{i}", "token": str(i)}, i + 2)
                       for i in range(start, min(recipients, start + size))]
             clients.sqs.send_message(
                 QueueUrl=stack.queue_url, MessageBody=contract.encode_chunk_body(job, chunk, bundle, people),
@@ -116,7 +116,8 @@ def stack_run(rate: float, chunks: int, workers: int, seconds: float) -> dict[st
         time.sleep(1.0)  # anything still in flight would show as a duplicate
         backend = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
         parser = HeaderParser()
-        sent = Counter(parser.parsestr(m.raw_data)["To"].strip() for m in backend.sent_messages if isinstance(m, RawMessage))
+        sent = Counter(to for to in (parser.parsestr(m.raw_data)["To"].strip() for m in backend.sent_messages
+                                     if isinstance(m, RawMessage)) if to.startswith(f"{job}-"))
         attributes = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["All"])["Attributes"]
         dlq = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
         return {"chunks": chunks, "workers": workers, **figures(rate, accepted, sum(refused.values()), sent, recipients, dlq)}

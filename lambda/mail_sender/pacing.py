@@ -134,7 +134,7 @@ class Pacer:
             return
         # Claim for the threads waiting now (or 50 ms of the rate, so that a fast sender does not
         # queue on claims), not a whole block: slots claimed and not used are lost.
-        count = min(self.block, max(2 * self._waiting, int(self.rate * CLAIM_AHEAD_SECONDS)))
+        count = min(self.block, max(self._waiting, int(self.rate * CLAIM_AHEAD_SECONDS)))
         while True:
             try:
                 first = self.state.claim_slots(self.scope, self._window, self.window_seconds, count, self.limit)

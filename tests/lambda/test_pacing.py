@@ -64,8 +64,8 @@ def test_a_lone_busy_invocation_takes_the_whole_budget_and_stays_under_it(state,
     achieved = count / (sends[-1] - start + 1 / rate)
     assert 0.9 * rate <= achieved <= rate
     assert busiest_second(sends) <= max(1, rate)
-    # And the budget was claimed for the waiting threads (here one: two slots a claim), not per send
-    assert pacer.claims <= count / 2 + 4
+    # And the budget was claimed for the waiting threads (here one thread: one slot a claim at low rates), not per send
+    assert pacer.claims <= count + 4
 
 
 def test_several_busy_invocations_share_the_budget_in_real_time(state):
