@@ -32,7 +32,6 @@ DLQ_MAX_RETENTION = 14 * 24 * 3600
 ONE_MIB = 1_048_576
 TTL_ATTRIBUTE = "expiration"
 # What an SQS event source mapping scales to when ScalingConfig sets no maximum.
-SQS_UNBOUNDED_CONCURRENCY = 1250
 
 
 @dataclass(frozen=True)
@@ -449,39 +448,19 @@ def _ses_account(ses: SesAdapter, facts: _Facts) -> Check:
 
 
 def _send_rate(config: Config, facts: _Facts) -> Check:
+    """The sender paces every invocation together to min(MaxSendRate, rate_per_second) through a
+    shared counter (mail_sender.pacing), so concurrency no longer multiplies the rate."""
     rate = _env_number(facts, "MAILCTL_RATE_PER_SECOND") if facts.function is not None else None
     rate_source = f"function {config.sender_function}" if rate is not None else "config sender.rate_per_second"
     rate = rate if rate is not None else config.sender.rate_per_second
-    if facts.mapping is not None:
-        concurrency = (facts.mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
-        concurrency_source = "the mapping's MaximumConcurrency"
-    else:
-        concurrency = config.sender.max_concurrency
-        concurrency_source = "config sender.max_concurrency"
-    if concurrency is None:
-        return Check(
-            "send_rate", WARNING,
-            f"the mapping sets no MaximumConcurrency: up to {SQS_UNBOUNDED_CONCURRENCY} invocations x {_num(rate)}/s",
-            "set ScalingConfig.MaximumConcurrency on the mapping (template: MaximumConcurrency)",
-        )
-    peak = int(concurrency) * rate
     account = facts.account
     if account is None or account.max_send_rate is None:
-        return Check("send_rate", WARNING, f"peak {_num(peak)}/s; the SES send rate could not be read", "check the SES quota in the console")
-    detail = (
-        f"peak {concurrency} invocations ({concurrency_source}) x {_num(rate)}/s ({rate_source}) = {_num(peak)}/s; "
-        f"SES allows {_num(account.max_send_rate)}/s"
-    )
-    if peak <= account.max_send_rate:
-        return Check("send_rate", OK, detail)
-    if facts.local and account.source != "GetAccount":
-        return Check("send_rate", OK, detail + " (local stack: not enforced)")
-    fitting = account.max_send_rate / int(concurrency)
-    return Check(
-        "send_rate", WARNING, detail + ": sends will be throttled and retried, and slow messages may reach the DLQ",
-        f"set sender.rate_per_second (MAILCTL_RATE_PER_SECOND) to {_num(fitting)} or less, "
-        "lower MaximumConcurrency, or ask AWS for a higher sending quota",
-    )
+        return Check("send_rate", WARNING, f"up to {_num(rate)}/s ({rate_source}); the SES send rate could not be read",
+                     "check the SES quota in the console; the sender reads it with ses:GetAccount")
+    paced = min(rate, account.max_send_rate)
+    detail = (f"all invocations together paced to {_num(paced)}/s: SES allows {_num(account.max_send_rate)}/s, "
+              f"{rate_source} caps at {_num(rate)}/s")
+    return Check("send_rate", OK, detail)
 
 
 def _days(seconds: int) -> str:
