@@ -3,7 +3,7 @@
 The code alone is not enough: `MessageRejected` "Email address is not verified" names identities,
 and whether the From (the operator's problem) or the recipient (in the sandbox, that recipient's)
 is among them decides whether one recipient fails or the whole job waits. Sources for the codes
-and messages: docs/local-stack.md ("SES answers").
+and messages: docs/local-stack.md ("The SES account"); what each kind leads to: docs/sending.md.
 """
 
 from __future__ import annotations
