@@ -143,10 +143,16 @@ class Rig:
         settings = Settings(table=self.config.table, rate_per_second=self.config.sender.rate_per_second,
                             send_concurrency=self.config.sender.send_concurrency,
                             idempotency_expiry_seconds=self.config.sender.idempotency_expiry_seconds,
+                            ses_read_timeout=self.config.sender.ses_read_timeout_seconds,
+                            max_backoff_seconds=self.config.sender.max_backoff_seconds,
                             endpoint_url=self.endpoint, region="us-east-1")
         return Sender(settings,
                       ses=SesAdapter(client=ses) if ses is not None else None,
                       state=StateStore(settings.table, client=ddb) if ddb is not None else None)
+
+    def use_config(self, path: Path) -> None:
+        """Drain (and build senders) with this config from now on."""
+        self.config = Config.model_validate(yaml.safe_load(path.read_text()))
 
     def client(self, service: str):
         """A plain boto3 client on the stack, with the sender's client settings."""
