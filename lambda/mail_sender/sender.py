@@ -86,8 +86,9 @@ POISON = "poison"
 UNEXPECTED = "unexpected"
 # The kinds a record waits out (backoff.py) rather than failing toward the DLQ.
 WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT})
-# Which SES failure halts the rest of the invocation, strongest first.
+# The SES failures that halt the rest of the invocation and make the job wait, strongest first.
 HALT_ORDER = (ACCOUNT, QUOTA, RATE)
+HALT_PRIORITY = (*HALT_ORDER, RETRYABLE)  # RETRYABLE: SES stopped answering
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 
@@ -167,7 +168,7 @@ class Invocation:
     def halt(self, kind: str, reason: str) -> None:
         """Stop starting sends for the rest of this invocation (throttled, quota, account stopped)."""
         with self._lock:
-            if self._halt is None or HALT_ORDER.index(kind) < HALT_ORDER.index(self._halt[0]):
+            if self._halt is None or HALT_PRIORITY.index(kind) < HALT_PRIORITY.index(self._halt[0]):
                 self._halt = (kind, reason)
 
     @property
@@ -530,7 +531,9 @@ class Sender:
             if exc.kind == failures.RECIPIENT:
                 return _outcome("failed", recipient, self._clock(), reason=exc.reason)
             if exc.kind == failures.UNKNOWN:
-                # Sending again could mail this recipient twice; an operator decides (status --recipients unknown).
+                # Sending again could mail this recipient twice; an operator decides (status --recipients
+                # unknown). SES not answering is no time to start more sends whose fate would be unknown too.
+                invocation.halt(RETRYABLE, "SES stopped answering")
                 return _outcome("unknown", recipient, self._clock(), reason=exc.reason)
             if exc.kind in HALT_ORDER:
                 invocation.halt(exc.kind, f"{exc.what}: {exc.reason}")
