@@ -278,6 +278,7 @@ class Sender:
             self._log_failure(envelope, failed)
             self._record_failure(envelope, failed)
             if failed.kind in WAITING_KINDS and self._wait(record, envelope, failed):
+                self._forget_failure(envelope)  # the original is gone; its copy explains itself
                 return {"job_id": envelope.job_id, "chunk": envelope.chunk, "requeued": True}
             raise
         except Exception as exc:  # a bug, or an error nobody classified: still explain the failure
@@ -287,10 +288,7 @@ class Sender:
             raise failed from exc
         if envelope.receive_count > 1:
             # It failed before, so a reason may be on record; it no longer explains anything.
-            try:
-                self.state.clear_failure(envelope.message_id)
-            except StateUnavailable as exc:
-                self.log.warning("could not clear an old failure reason", extra={"message_id": envelope.message_id, "error": str(exc)})
+            self._forget_failure(envelope)
         return {"job_id": envelope.job_id, "chunk": envelope.chunk, **counts.as_dict()}
 
     def _envelope(self, record: Any) -> Envelope:
@@ -592,6 +590,12 @@ class Sender:
             self.log.warning("record failed, will be retried", extra=extra)
         else:
             self.log.error(f"record failed ({failed.kind})", extra=extra)
+
+    def _forget_failure(self, envelope: Envelope) -> None:
+        try:
+            self.state.clear_failure(envelope.message_id)
+        except StateUnavailable as exc:
+            self.log.warning("could not clear an old failure reason", extra={"message_id": envelope.message_id, "error": str(exc)})
 
     def _record_failure(self, envelope: Envelope, failed: RecordFailed) -> None:
         try:

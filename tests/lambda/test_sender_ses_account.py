@@ -155,8 +155,9 @@ def test_the_24_hour_quota_running_out_mid_job_makes_the_rest_wait_until_the_win
     assert sum(r.sent().values()) == 12
     assert r.outcomes() == Counter(sent=12)
     assert float(r.manifest()["waiting_until"]) > time.time()
-    # ...however many times SQS hands the waiting records back (past maxReceiveCount: 5)
-    r.wait_for(lambda: len(r.failure_reasons()) >= 3, 30, "the records to be replaced by fresh copies")
+    # ...however many times SQS hands the waiting records back: 12 refusals for 2 records means one
+    # was received more than maxReceiveCount (5) times, through the fresh copies that replace it
+    r.wait_for(lambda: r.refusals["LimitExceededException"] >= 12, 40, "the waiting records to come back 12 times")
     assert r.dlq_depth() == 0
     assert r.outcomes() == Counter(sent=12)
     assert all(reason.startswith("quota: ") and "Daily message quota exceeded" in reason for reason in r.failure_reasons())
