@@ -75,6 +75,8 @@ def test_the_worker_runs_the_real_sender_end_to_end(clients, moto_endpoint, tmp_
     failure = clients.dynamodb.get_item(TableName=stack.table, Key={"pk": {"S": "failures"}, "sk": {"S": poison_id}})["Item"]
     assert failure["reason"]["S"]
     # And the main queue is empty
-    assert stats.deleted == 1
+    # (more than one delete when a busy machine let the chunk be received twice at once: the second
+    # receive waited, was replaced by a fresh copy, and the copy found both recipients done)
+    assert stats.deleted >= 1
     attrs = clients.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
     assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")

@@ -323,6 +323,6 @@ def test_unknown_outcomes_and_a_wait_for_ses_are_shown_and_listed(job, clients, 
     assert main(["--config", config_file, "status", JOB, "--recipients", "unknown", "--json"]) == 0
     assert [(r["email"], r["state"]) for r in json.loads(capsys.readouterr().out)] == [("person9@example.com", "unknown")]
     target = tmp_path / "unsent.csv"
-    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target)]) == 0
+    assert main(["--config", config_file, "status", JOB, "--export-unsent", str(target), "--force"]) == 0
     with target.open(newline="") as handle:
         assert ("person9@example.com", "unknown") in [(r["email"], r["state"]) for r in csv.DictReader(handle)]

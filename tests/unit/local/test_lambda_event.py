@@ -170,6 +170,8 @@ def test_the_sender_environment_mirrors_the_config(monkeypatch):
         "MAILCTL_RATE_PER_SECOND": "14.0",
         "MAILCTL_SEND_CONCURRENCY": "3",
         "MAILCTL_IDEMPOTENCY_EXPIRY_SECONDS": "3600",
+        "MAILCTL_SES_READ_TIMEOUT": "8.0",
+        "MAILCTL_MAX_BACKOFF_SECONDS": "43200",
         "MAILCTL_CONFIGURATION_SET": "events",
         "MAILCTL_OUTBOX": "/tmp/outbox",
         "POWERTOOLS_SERVICE_NAME": "mailctl-sender",
