@@ -211,12 +211,14 @@ class EventRecorder:
             return counts
         expiration = int(self._clock()) + self.retention_seconds
         for item in recipients:
-            shards = self.state.job(item.job_id).shards
+            job = self.state.job(item.job_id)
+            shards = job.shards
+            target = self.state.counter_target(item.job_id, job.counter_shards)
             key = recipient_key(item.email)
             partition = job_partition(item.job_id, shard_of(key, shards), shards)
             sort_key = delivery_sort_key(item.job_id, key)
             if item.outcome not in RANKS:
-                self.state.record_engagement(partition, sort_key, item.outcome, item.at, expiration)
+                self.state.record_engagement(partition, sort_key, item.outcome, item.at, expiration, target)
                 counts.recorded += 1
                 continue
             written = self.state.record_delivery(partition, sort_key, RANKS[item.outcome], {
@@ -227,7 +229,7 @@ class EventRecorder:
                 "bounce_type": item.bounce_type,
                 "bounce_subtype": item.bounce_subtype,
                 "diagnostic": item.diagnostic,
-            }, expiration)
+            }, expiration, target)
             if written:
                 counts.recorded += 1
             else:

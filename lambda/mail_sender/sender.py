@@ -344,7 +344,7 @@ class Sender:
         pool = self._executor()
         # The idempotent functions are looked up here, in one thread, so the cache needs no lock.
         futures = [
-            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r, suppressed)
+            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job), chunk.job_id, job), invocation, chunk, bundle, job, r, suppressed)
             for r in unique
         ]
         problems: dict[str, list[str]] = {}
@@ -452,13 +452,13 @@ class Sender:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.send_concurrency, thread_name_prefix="mailctl-send")
         return self._pool
 
-    def _idempotent(self, partition: str) -> Callable[..., dict[str, Any]]:
+    def _idempotent(self, partition: str, job_id: str, job: JobInfo) -> Callable[..., dict[str, Any]]:
         function = self._functions.get(partition)
         if function is None:
             function = idempotent_function(
                 self._send_one,
                 data_keyword_argument="data",
-                persistence_store=self.state.persistence_layer(partition),
+                persistence_store=self.state.persistence_layer(partition, job_id, job.counter_shards),
                 config=self.idempotency_config,
                 key_prefix=IDEMPOTENCY_KEY_PREFIX,
             )

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mail_sender import counters
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
     JOB_STATE_CANCELLED,
@@ -48,6 +49,7 @@ class JobInfo:
     exists: bool
     state: str | None = None
     shards: int = 1
+    counter_shards: int = 0  # 0: a job enqueued before counters (status counts its records)
 
     @property
     def cancelled(self) -> bool:
@@ -86,7 +88,7 @@ class StateStore(LazyClient):
             item = self.client.get_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                ProjectionExpression="#state, idempotency_shards",
+                ProjectionExpression=f"#state, idempotency_shards, {counters.MANIFEST_ATTR}",
                 ExpressionAttributeNames={"#state": "state"},
                 ConsistentRead=True,
             ).get("Item")
@@ -96,10 +98,12 @@ class StateStore(LazyClient):
             info = JobInfo(exists=False)
         else:
             shards = item.get("idempotency_shards", {}).get("N")
+            counter_shards = item.get(counters.MANIFEST_ATTR, {}).get("N")
             info = JobInfo(
                 exists=True,
                 state=item.get("state", {}).get("S"),
                 shards=max(1, int(shards)) if shards else 1,
+                counter_shards=max(0, int(counter_shards)) if counter_shards else 0,
             )
         with self._lock:
             self._jobs[job_id] = (now, info)
@@ -183,11 +187,12 @@ class StateStore(LazyClient):
         except BotoCoreError as exc:
             raise StateUnavailable(f"updating job {job_id!r} in table {self.table}: {exc}") from exc
 
-    def persistence_layer(self, partition: str):
-        """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>."""
+    def persistence_layer(self, partition: str, job_id: str | None = None, counter_shards: int = 0):
+        """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>;
+        with `counter_shards`, one that counts each outcome in the job's counters (counters.py)."""
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-        return DynamoDBPersistenceLayer(
+        options: dict[str, Any] = dict(
             table_name=self.table,
             key_attr=PK_ATTR,
             sort_key_attr=SK_ATTR,
@@ -195,15 +200,23 @@ class StateStore(LazyClient):
             expiry_attr="expiration",
             boto3_client=self.client,
         )
+        if job_id and counter_shards:
+            return counters.CountingPersistenceLayer(counters=self.counter_target(job_id, counter_shards), **options)
+        return DynamoDBPersistenceLayer(**options)
+
+    def counter_target(self, job_id: str, counter_shards: int) -> counters.CounterTarget | None:
+        return counters.CounterTarget(self.table, job_id, counter_shards) if counter_shards else None
 
     # --- delivery events (the events handler) ---------------------------------------------------------
 
-    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> bool:
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int,
+                        target: counters.CounterTarget | None = None) -> bool:
         """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
 
         True if written; False if the item already holds this event or a weightier one (a
         duplicate, or a delivery arriving after the bounce). The rank makes the final state the
-        same whatever order the events arrive in."""
+        same whatever order the events arrive in. With `target`, the job's counters move in the
+        same transaction (the old event's down, the new one's up)."""
         names = {"#rank": "rank", "#expiration": "expiration"}
         values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
         sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
@@ -216,6 +229,9 @@ class StateStore(LazyClient):
                 values[f":a{index}"] = {"S": value}
                 sets.append(f"#a{index} = :a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if target is not None:
+            return self._record_delivery_counted(partition, sort_key, rank, attributes.get("event"), expression,
+                                                 names, values, target)
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -233,8 +249,64 @@ class StateStore(LazyClient):
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
         return True
 
-    def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int) -> None:
-        """The first open or click; it never changes the recipient's delivery outcome."""
+    def _record_delivery_counted(self, partition: str, sort_key: str, rank: int, event: str | None, expression: str,
+                                 names: dict[str, str], values: dict[str, Any], target: counters.CounterTarget) -> bool:
+        key = {PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}}
+        for _ in range(counters.EVENT_ATTEMPTS):
+            try:
+                current = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True,
+                                               ProjectionExpression="#rank, #event",
+                                               ExpressionAttributeNames={"#rank": "rank", "#event": "event"}).get("Item") or {}
+            except (ClientError, BotoCoreError) as exc:
+                raise StateUnavailable(f"reading a delivery item in table {self.table}: {exc}") from exc
+            old_rank = current.get("rank", {}).get("N")
+            old_event = current.get("event", {}).get("S")
+            if old_rank is not None and int(old_rank) >= rank:
+                return False
+            deltas = {counters.EVENT_PREFIX + str(event): 1}
+            if old_event and old_event != event:
+                deltas[counters.EVENT_PREFIX + old_event] = -1
+            condition_values = dict(values)
+            if old_rank is None:
+                condition = "attribute_not_exists(#rank)"
+            else:
+                condition = "#rank = :old_rank"
+                condition_values[":old_rank"] = {"N": old_rank}
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": self.table, "Key": key, "UpdateExpression": expression, "ConditionExpression": condition,
+                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": condition_values}},
+                    target.update(sort_key, deltas),
+                ])
+                return True
+            except ClientError as exc:
+                if counters.condition_failed_first(exc):
+                    continue  # another event moved the item between the read and the write: read again
+                raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+            except BotoCoreError as exc:
+                raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        raise StateUnavailable(f"recording a delivery event in table {self.table}: the item kept changing")
+
+    def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int,
+                          target: counters.CounterTarget | None = None) -> None:
+        """The first open or click; it never changes the recipient's delivery outcome. With
+        `target`, the first one is counted in the same transaction (later ones change nothing)."""
+        if target is not None:
+            try:
+                self.client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": self.table, "Key": {PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
+                                "UpdateExpression": "SET #a = :at, #expiration = if_not_exists(#expiration, :expiration)",
+                                "ConditionExpression": "attribute_not_exists(#a)",
+                                "ExpressionAttributeNames": {"#a": attribute, "#expiration": "expiration"},
+                                "ExpressionAttributeValues": {":at": {"S": at}, ":expiration": {"N": str(expiration)}}}},
+                    target.update(sort_key, {attribute: 1}),
+                ])
+            except ClientError as exc:
+                if not counters.condition_failed_first(exc):
+                    raise StateUnavailable(f"recording an {attribute} event in table {self.table}: {exc}") from exc
+            except BotoCoreError as exc:
+                raise StateUnavailable(f"recording an {attribute} event in table {self.table}: {exc}") from exc
+            return
         try:
             self.client.update_item(
                 TableName=self.table,

@@ -2,7 +2,7 @@
 
 Layout (see lambda/mail_sender/contract.py): manifests under pk="jobs", a job's records under
 pk="job#<id>" (or sharded), failure reasons under pk="failures", what `dlq purge` removed from a
-job under pk="purged#<id>". Every read is a GetItem or a
+job under pk="purged#<id>", its counters under pk="counts#<id>". Every read is a GetItem or a
 Query on one partition: never a Scan.
 """
 
@@ -227,6 +227,12 @@ class StateTable:
         item = {PK_ATTR: purged_partition(job_id), SK_ATTR: message_id, "chunk": chunk, "keys": record_keys, "expiration": expiration}
         with aws_call(f"table {self.table}"):
             self.client.put_item(TableName=self.table, Item=to_item(item))
+
+    def counter_items(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's counter shards (mail_sender.counters), plain values: one strongly consistent Query."""
+        from mail_sender.counters import counts_partition
+
+        return [from_item(item) for item in self._query(counts_partition(job_id), ConsistentRead=True)]
 
     def purged_keys(self, job_id: str) -> set[str]:
         keys: set[str] = set()

@@ -46,7 +46,7 @@ from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, nor
 from mailctl.services import campaign_history
 from mailctl.services.job_identity import Checkpoint, Target, job_id_for, new_nonce
 from mailctl.services.job_lease import JobCancelled, Lease
-from mail_sender import contract
+from mail_sender import contract, counters
 from mail_sender.compose import compose, load_bundle, render
 from mail_sender.mime import RecipientRejected
 from mail_sender.templating import Rendered, TemplateProblem
@@ -612,6 +612,8 @@ def enqueue_job(
             "recipients": plan.recipients, "rejected": check.rejected, "duplicates": check.duplicates,
             "suppressed": check.suppressed,
             "messages": plan.messages, "chunk_size": plan.chunk_size, "idempotency_shards": plan.shards,
+            # Only a new job gets counters: one that sent without them is counted from its records.
+            counters.MANIFEST_ATTR: counters.COUNTER_SHARDS,
             "limit": plan.limit, "resend": plan.resend, "continues": plan.continues, "left_out": plan.left_out,
             "resent": plan.resent, "test_send": plan.test_send or None,
             "spool_sha256": plan.spool_sha256, "enqueued_through": 0,

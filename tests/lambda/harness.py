@@ -52,14 +52,22 @@ class Harness:
         self.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
         return contract.BundleRef(self.stack.bucket, key)
 
-    def put_job(self, job_id: str, state: str = contract.JOB_STATE_ENQUEUED, shards: int = 1) -> None:
-        self.ddb.put_item(
-            TableName=self.stack.table,
-            Item={
-                "pk": {"S": contract.JOBS_PK}, "sk": {"S": job_id}, "job_id": {"S": job_id},
-                "state": {"S": state}, "idempotency_shards": {"N": str(shards)},
-            },
-        )
+    def put_job(self, job_id: str, state: str = contract.JOB_STATE_ENQUEUED, shards: int = 1, counter_shards: int = 0) -> None:
+        item = {
+            "pk": {"S": contract.JOBS_PK}, "sk": {"S": job_id}, "job_id": {"S": job_id},
+            "state": {"S": state}, "idempotency_shards": {"N": str(shards)},
+        }
+        if counter_shards:
+            item["counter_shards"] = {"N": str(counter_shards)}
+        self.ddb.put_item(TableName=self.stack.table, Item=item)
+
+    def counters(self, job_id: str) -> dict[str, Any]:
+        """The job's counter shards summed (numbers only), as status reads them."""
+        from mailctl.aws.dynamodb import StateTable
+        from mailctl.services import counters
+
+        counts = counters.read(StateTable(self.ddb, self.stack.table), {"job_id": job_id, "counter_shards": 1})
+        return counts.to_json()
 
     def body(self, job_id: str, chunk: int, recipients: list[dict[str, Any]], bundle: contract.BundleRef | None = None) -> str:
         bundle = bundle or self.put_bundle()

@@ -1,0 +1,125 @@
+"""A job's counts from its counter shards (written by mail_sender.counters), and the check of
+those counts against the per-recipient records (`mailctl status JOB --verify`).
+
+Reading is one Query of `counter_shards` items (8 for a new job) whatever the job's size. A job
+enqueued before counters has no `counter_shards` on its manifest: `read` returns None and status
+counts its records as before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailctl.aws.dynamodb import StateTable
+from mail_sender import counters
+from mail_sender.events import (
+    BOUNCED_PERMANENT,
+    BOUNCED_TRANSIENT,
+    COMPLAINED,
+    DELAYED,
+    DELIVERED,
+    REJECTED,
+    RENDERING_FAILED,
+)
+
+
+@dataclass
+class JobCounts:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)  # by reason code
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # weightiest delivery event -> recipients
+    opened: int = 0
+    clicked: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    items_read: int = 0
+
+    @property
+    def done(self) -> int:
+        """Recipients with an outcome (sent, failed, skipped or unknown)."""
+        return self.sent + self.failed + self.skipped + self.unknown
+
+    def event(self, name: str) -> int:
+        return self.events.get(name, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent, "failed": self.failed, "skipped": self.skipped, "unknown": self.unknown, "done": self.done,
+            "failed_by_reason": self.failed_by_reason, "skipped_by_reason": self.skipped_by_reason,
+            "events": self.events, "opened": self.opened, "clicked": self.clicked,
+            "first_at": self.first_at, "last_at": self.last_at,
+        }
+
+
+def has_counters(manifest: dict[str, Any]) -> bool:
+    return bool(manifest.get(counters.MANIFEST_ATTR))
+
+
+def read(table: StateTable, manifest: dict[str, Any]) -> JobCounts | None:
+    """The job's counts summed over its shards; None for a job enqueued without counters."""
+    if not has_counters(manifest):
+        return None
+    totals: Counter = Counter()
+    result = JobCounts()
+    items = table.counter_items(manifest["job_id"])
+    for item in items:
+        for name, value in item.items():
+            if isinstance(value, (int, float)) and name not in ("pk", "sk", counters.LAST_AT, counters.FIRST_AT):
+                totals[name] += int(value)
+        if item.get(counters.LAST_AT) is not None:
+            result.last_at = max(result.last_at or 0.0, float(item[counters.LAST_AT]))
+        if item.get(counters.FIRST_AT) is not None:
+            first = float(item[counters.FIRST_AT])
+            result.first_at = first if result.first_at is None else min(result.first_at, first)
+    result.items_read = len(items)
+    result.sent, result.failed, result.skipped, result.unknown = (totals[name] for name in counters.OUTCOMES)
+    result.failed_by_reason = _by_prefix(totals, counters.FAILED_PREFIX)
+    result.skipped_by_reason = _by_prefix(totals, counters.SKIPPED_PREFIX)
+    result.events = _by_prefix(totals, counters.EVENT_PREFIX)
+    result.opened, result.clicked = totals["opened_at"], totals["clicked_at"]
+    return result
+
+
+def job_counts(table: StateTable, job_id: str) -> dict[str, Any] | None:
+    """The small read API other policies use (e.g. a guard computing bounce rates): the job's
+    counts as a dict, or None if the job has no counters (or no manifest)."""
+    manifest = table.get_manifest(job_id)
+    counts = read(table, manifest) if manifest else None
+    return None if counts is None else counts.to_json()
+
+
+def _by_prefix(totals: Counter, prefix: str) -> dict[str, int]:
+    found = {name[len(prefix):]: n for name, n in totals.items() if name.startswith(prefix) and n}
+    return dict(sorted(found.items(), key=lambda pair: (-pair[1], pair[0])))
+
+
+def delivery_fields(counts: JobCounts) -> dict[str, int]:
+    """The delivery counts status shows, from the event counters (same grouping as
+    services.delivery.count does from the items)."""
+    return {
+        "delivered": counts.event(DELIVERED) + counts.event(COMPLAINED),
+        "bounced_permanent": counts.event(BOUNCED_PERMANENT),
+        "bounced_transient": counts.event(BOUNCED_TRANSIENT),
+        "complained": counts.event(COMPLAINED),
+        "delayed": counts.event(DELAYED),
+        "rejected": counts.event(REJECTED) + counts.event(RENDERING_FAILED),
+        "opened": counts.opened,
+        "clicked": counts.clicked,
+    }
+
+
+def differences(counts: JobCounts, from_records: dict[str, int]) -> list[str]:
+    """Every count that differs between the counters and the recount from the records, as
+    "name: counters N, records M"; empty when they agree."""
+    mine = {"sent": counts.sent, "failed": counts.failed, "skipped": counts.skipped, "unknown": counts.unknown,
+            **{f"failed:{code}": n for code, n in counts.failed_by_reason.items()},
+            **delivery_fields(counts)}
+    names = sorted(set(mine) | set(from_records))
+    return [f"{name}: counters {mine.get(name, 0)}, records {from_records.get(name, 0)}"
+            for name in names if mine.get(name, 0) != from_records.get(name, 0)]
