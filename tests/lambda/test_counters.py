@@ -124,3 +124,59 @@ def test_reason_codes_never_carry_the_rest_of_the_reason():
     assert counters.reason_code(None) == "no reason recorded"
     assert counters.outcome_attributes({"outcome": "skipped", "reason": "suppressed"}) == ["skipped", "skipped:suppressed"]
     assert counters.outcome_attributes({"outcome": "weird"}) == ["failed", "failed:no reason recorded"]
+
+
+# --- delivery events ---------------------------------------------------------------------------------
+
+samples = importlib.import_module("tests.lambda.ses_samples")
+
+
+@pytest.fixture
+def events_env(monkeypatch, stack, moto_endpoint, clients):
+    from mail_sender import events_handler
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("MAILCTL_TABLE", stack.table)
+    events_handler.install(None)
+    yield
+    events_handler.install(None)
+
+
+def send_events(*bodies: str) -> None:
+    from mail_sender import events_handler
+
+    records = [_events.sqs_record(body) for body in bodies]
+    assert events_handler.lambda_handler(_events.sqs_event(*records), LambdaContext(function_name="mailctl-events")) == {"batchItemFailures": []}
+
+
+def events_in_items(clients, stack, job_id: str) -> dict[str, int]:
+    items = clients.dynamodb.query(TableName=stack.table, KeyConditionExpression="pk = :pk",
+                                   ExpressionAttributeValues={":pk": {"S": contract.job_partition(job_id)}}, ConsistentRead=True)["Items"]
+    found: dict[str, int] = {}
+    for item in items:
+        if item["sk"]["S"].startswith(contract.DELIVERY_KEY_PREFIX + "#") and "event" in item:
+            found[item["event"]["S"]] = found.get(item["event"]["S"], 0) + 1
+    return found
+
+
+def test_delivery_counts_follow_the_items_whatever_the_order_and_duplicates(events_env, sender_env, clients, stack):
+    # Given a counted job and, per recipient, its SES events arriving reordered and duplicated
+    sender_env.put_job(JOB, counter_shards=4)
+    soft = lambda j, r: samples.bounce(j, r, "Transient", "MailboxFull", "smtp; 452 4.2.2 mailbox full")  # noqa: E731
+    script = {
+        "a@example.org": [samples.delivery, samples.send, samples.delivery, samples.delivery_delay],
+        "b@example.org": [samples.delivery_delay, soft, samples.delivery, soft],
+        "c@example.org": [samples.bounce, samples.delivery, samples.complaint, samples.bounce],
+        "d@example.org": [samples.send, samples.send],
+        "e@example.org": [samples.delivery, samples.open_, samples.open_],
+    }
+    # When they arrive interleaved, one SQS record each, some in the same batch
+    rounds = max(len(v) for v in script.values())
+    for index in range(rounds):
+        send_events(*[samples.sns_body(events[index](JOB, address)) for address, events in script.items() if index < len(events)])
+
+    # Then each delivery outcome's counter equals the number of items holding it, and the open is counted once
+    counts = sender_env.counters(JOB)
+    assert events_in_items(clients, stack, JOB) == {"delivered": 2, "bounced_transient": 1, "complained": 1, "sent": 1}
+    assert counts["events"] == {"delivered": 2, "bounced_transient": 1, "complained": 1, "sent": 1}
+    assert counts["opened"] == 1
