@@ -65,6 +65,10 @@ class Interrupted(OperationalError):
     prefix = ""
 
 
+class CounterDrift(OperationalError):
+    """`status --verify`: the job's counters disagree with its records. Exit 1."""
+
+
 class Aborted(OperationalError):
     """The operator answered no at a confirmation: nothing was changed. Exit 1."""
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from mailctl.console import err, out, print_json
 from mailctl.context import app_context
-from mailctl.errors import UserError
+from mailctl.errors import CounterDrift, UserError
 from mailctl.services.status import RATE_WINDOW_SECONDS, WAITING_FOR
 
 
@@ -96,9 +96,11 @@ def render_status(status) -> Group:
         ("failed", status.failed, "permanent, see below" if status.failed else ""),
         ("skipped", status.skipped, "job cancelled" if status.skipped else ""),
         ("unknown", status.unknown, "[yellow]SES did not answer; not resent: `--recipients unknown`[/]" if status.unknown else ""),
-        ("in progress", status.in_progress, ""),
-        ("stale in progress", status.stale_in_progress, "sender stopped mid-send; retried on redelivery" if status.stale_in_progress else ""),
-        ("not started", status.not_started, "not enqueued yet" if status.enqueue_interrupted and status.not_started else ""),
+        *([("in progress", status.in_progress, ""),
+           ("stale in progress", status.stale_in_progress, "sender stopped mid-send; retried on redelivery" if status.stale_in_progress else "")]
+          if status.counted_from == "records" else []),
+        ("not started", status.not_started, "not enqueued yet" if status.enqueue_interrupted and status.not_started
+         else "no outcome yet, in progress included (from the job's counters; --recipients reads the records)" if status.counted_from == "counters" and status.not_started else ""),
         *([("purged", status.purged, "their messages were deleted by `mailctl dlq purge`")] if status.purged else []),
         *([("expired, no record", status.expired_no_record, "[yellow]record expired (TTL) or never started: outcome unknown[/]")] if status.expired_no_record else []),
         ("expired records", status.expired, "[yellow]a redrive could send these again[/]" if status.expired else ""),
@@ -132,6 +134,45 @@ def render_status(status) -> Group:
     return Group(*parts)
 
 
+def _report_verify(job_id: str, result) -> None:
+    if result.counter_drift is None:
+        err.print(f"job {job_id}: no counters (enqueued before them): counted from its records", markup=False)
+    elif not result.counter_drift:
+        err.print(f"job {job_id}: counters agree with the records", markup=False)
+    else:
+        raise CounterDrift(f"job {job_id}: counters differ from the records: " + "; ".join(result.counter_drift),
+                           hint="the records are the truth (status --recipients and --export-unsent read them); please report this")
+
+
+class WatchProgress:
+    """`status --watch`'s bar: recipients with an outcome, the rate between refreshes, the ETA."""
+
+    def __init__(self, first, monotonic=time.monotonic):
+        self._monotonic = monotonic
+        self._samples = [(monotonic(), _done(first))]
+
+    def render(self, status) -> Text:
+        now, done = self._monotonic(), _done(status)
+        self._samples = [s for s in self._samples if s[0] >= now - RATE_WINDOW_SECONDS] + [(now, done)]
+        start_time, start_done = self._samples[0]
+        rate = (done - start_done) / (now - start_time) if now - start_time >= 1 else status.rate_per_second
+        total = max(status.recipients, 1)
+        left = max(status.recipients - done, 0)
+        eta = left / rate if rate and left else None
+        return progress_line(done, total, rate, eta)
+
+
+def _done(status) -> int:
+    return status.sent + status.failed + status.skipped + status.unknown
+
+
+def progress_line(done: int, total: int, rate: float | None, eta: float | None, width: int = 30) -> Text:
+    filled = min(width, int(width * done / total)) if total else 0
+    bar = "#" * filled + "-" * (width - filled)
+    rate_text = "-" if rate is None else f"{rate:,.1f}/s"
+    return Text(f"[{bar}] {done:,}/{total:,} ({100 * done / total:.1f}%)  {rate_text}  ETA {_duration(eta)}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
@@ -143,6 +184,7 @@ def register(app: typer.Typer) -> None:
         recipients: str = typer.Option(None, "--recipients", metavar="STATE", help="List the recipients in one state: sent, failed, skipped, unknown, in_progress, stale_in_progress, not_started, expired, purged; or by what SES said: delivered, bounced, complained, delayed, rejected, suppressed."),
         export_unsent: str = typer.Option(None, "--export-unsent", metavar="FILE.csv", help="Write the original rows of every recipient not sent, with state and reason columns; refused while the sender may still send some of them."),
         force: bool = typer.Option(False, "--force", help="With --export-unsent: export even while chunks of the job are queued, in flight or in the DLQ."),
+        verify: bool = typer.Option(False, "--verify", help="Count from the per-recipient records and report every count the job's counters disagree on (exit 1 if any)."),
     ) -> None:
         """What happened to a job's recipients: sent, failed (by reason), in progress, not started, in the DLQ."""
         from mailctl.services.status import JobState
@@ -173,13 +215,16 @@ def register(app: typer.Typer) -> None:
                     out.print("\t".join("" if f is None else str(f) for f in fields), markup=False, highlight=False)
                 err.print(f"{len(rows)} recipient(s) {recipients}", markup=False)
             return
-        result = service.status(job_id)
+        if verify and (watch or recipients):
+            raise UserError("--verify is a one-off recount", hint=f"mailctl status {job_id} --verify")
+        result = service.status(job_id, verify=verify)
         if watch and not result.final:
-            with Live(render_status(result), console=err, transient=True, auto_refresh=False) as live:
+            progress = WatchProgress(result)
+            with Live(Group(progress.render(result), render_status(result)), console=err, transient=True, auto_refresh=False) as live:
                 while not result.final:
                     time.sleep(interval)
                     result = service.status(job_id)
-                    live.update(render_status(result), refresh=True)
+                    live.update(Group(progress.render(result), render_status(result)), refresh=True)
         if json_:
             print_json(result.to_json())
         else:
@@ -188,6 +233,8 @@ def register(app: typer.Typer) -> None:
                 err.print(f"warning: {result.expired} idempotency record(s) have expired: redriving this job's messages could send those recipients again", style="yellow", markup=False)
         if result.stopped:
             err.print(f"job {job_id}: not moving: {result.stopped}", style="yellow", markup=False, soft_wrap=True)
+        if verify:
+            _report_verify(job_id, result)
 
     @app.command("jobs")
     def jobs(

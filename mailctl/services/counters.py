@@ -94,6 +94,14 @@ def job_counts(table: StateTable, job_id: str) -> dict[str, Any] | None:
     return None if counts is None else counts.to_json()
 
 
+def average_rate(counts: JobCounts, now: float, window: float) -> float | None:
+    """Outcomes per second since the first, while the job is active (an outcome in the last
+    `window` seconds); None otherwise. `status --watch` shows the rate between its refreshes."""
+    if counts.first_at is None or counts.last_at is None or counts.last_at < now - window or not counts.done:
+        return None
+    return counts.done / max(now - counts.first_at, 1.0)
+
+
 def _by_prefix(totals: Counter, prefix: str) -> dict[str, int]:
     found = {name[len(prefix):]: n for name, n in totals.items() if name.startswith(prefix) and n}
     return dict(sorted(found.items(), key=lambda pair: (-pair[1], pair[0])))

@@ -28,10 +28,11 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mailctl.services import delivery
+from mailctl.services import counters, delivery
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
+from mail_sender.counters import reason_code
 from mail_sender.contract import (
     JOB_STATE_CANCELLED,
     JOB_STATE_ENQUEUEING,
@@ -85,6 +86,9 @@ class JobStatus:
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
+    counted_from: str = "records"  # "counters" (a handful of items) or "records" (every record)
+    items_read: int | None = None  # counter items read, when counted from counters
+    counter_drift: list[str] | None = None  # with --verify: each count the counters get wrong (empty: none)
 
     @property
     def dlq_messages(self) -> int | None:
@@ -148,6 +152,8 @@ class JobStatus:
             "settled": self.settled,
             "stopped": self.stopped,
             **(self.delivery.to_json(self.sent) if self.delivery is not None else {}),
+            "counted_from": self.counted_from,
+            **({"counter_drift": self.counter_drift} if self.counter_drift is not None else {}),
         }
 
     def unsafe_to_export(self) -> list[str]:
@@ -265,7 +271,10 @@ class JobState:
     def _records(self, manifest: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         return self.table.job_record_items(manifest["job_id"], shards=int(manifest.get("idempotency_shards") or 1))
 
-    def status(self, job_id: str, include_queues: bool = True) -> JobStatus:
+    def status(self, job_id: str, include_queues: bool = True, verify: bool = False) -> JobStatus:
+        """The job's status: from its counters (a handful of items) when it has them, else from
+        its records. `verify` counts from the records and reports every count the counters
+        disagree on (`counter_drift`)."""
         manifest = self.manifest(job_id)
         now = self.clock()
         result = JobStatus(
@@ -276,7 +285,63 @@ class JobState:
             messages=_int_or_none(manifest.get("messages")),
             chunks_enqueued=_int_or_none(manifest.get("chunks_enqueued")),
         )
+        counts = counters.read(self.table, manifest)
         purged_keys = self.table.purged_keys(job_id)
+        if counts is not None and not verify:
+            self._count_from_counters(manifest, result, counts, len(purged_keys), now)
+        else:
+            self._count_from_records(manifest, result, purged_keys, now)
+        if verify:
+            result.counter_drift = None if counts is None else counters.differences(counts, self._records_view(result))
+        if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
+            result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
+                              "until": float(manifest[JOB_WAITING_UNTIL])}
+        result.enqueue_interrupted = enqueue_interrupted(manifest, now)
+        if result.enqueue_interrupted:
+            campaign = shlex.quote(str(manifest["campaign_file"])) if manifest.get("campaign_file") else "CAMPAIGN.yaml"
+            result.resume_command = f"mailctl send {campaign} --job {job_id}"
+        if include_queues:
+            from mailctl.services.ops import sending_paused
+
+            result.queue = self.queue.counts()
+            result.dlq = self.dead_letters.census(job_id)
+            result.sender_paused = sending_paused(self.config, self.clients)
+        remaining = result.not_started + result.in_progress + result.stale_in_progress
+        moving = not (result.sender_paused or result.enqueue_interrupted or result.outlived_records)
+        if moving and remaining and result.rate_per_second:
+            result.eta_seconds = remaining / result.rate_per_second
+        result.state, result.state_reason = delivery.job_state(
+            result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
+            paused=bool(result.sender_paused))
+        delivery.settle(self.table, job_id, result.state)
+        return result
+
+    def _count_from_counters(self, manifest: dict[str, Any], result: JobStatus, counts: counters.JobCounts,
+                             purged: int, now: float) -> None:
+        """Outcomes from the counters. Counters know outcomes, not records in flight: a recipient
+        without an outcome is `not_started` here (in progress included), and a purged message's
+        recipients count as purged unless they have an outcome."""
+        result.counted_from = "counters"
+        result.items_read = counts.items_read
+        result.sent, result.failed, result.skipped, result.unknown = counts.sent, counts.failed, counts.skipped, counts.unknown
+        result.records = counts.done
+        result.failed_by_reason = dict(counts.failed_by_reason)
+        without_outcome = max(0, result.recipients - counts.done)
+        result.purged = min(purged, without_outcome)
+        result.outlived_records = self._outlived_records(manifest, now)
+        if result.outlived_records:
+            result.expired_no_record = without_outcome - result.purged
+        else:
+            result.not_started = without_outcome - result.purged
+        result.last_activity = counts.last_at
+        result.rate_per_second = counters.average_rate(counts, now, RATE_WINDOW_SECONDS)
+        fields = counters.delivery_fields(counts)
+        result.delivery = DeliveryCounts(
+            suppressed=counts.skipped_by_reason.get(delivery.SUPPRESSED_REASON, 0) + int(manifest.get("suppressed") or 0),
+            **fields)
+
+    def _count_from_records(self, manifest: dict[str, Any], result: JobStatus, purged_keys: set[str], now: float) -> None:
+        result.counted_from = "records"
         purged_with_record = 0
         states: Counter = Counter()
         reasons: Counter = Counter()
@@ -298,9 +363,6 @@ class JobState:
                     purged_with_record += 1  # sent (or skipped...) before its message was purged
         result.records = sum(states.values())
         result.sent, result.failed, result.skipped, result.unknown = states[SENT], states[FAILED], states[SKIPPED], states[UNKNOWN]
-        if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
-            result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
-                              "until": float(manifest[JOB_WAITING_UNTIL])}
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
         without_record = max(0, result.recipients - result.records)
@@ -314,30 +376,26 @@ class JobState:
         result.failed_by_reason = dict(reasons.most_common())
         result.last_activity = max(times) if times else None
         result.rate_per_second = send_rate(times, now)
-        result.enqueue_interrupted = enqueue_interrupted(manifest, now)
-        if result.enqueue_interrupted:
-            campaign = shlex.quote(str(manifest["campaign_file"])) if manifest.get("campaign_file") else "CAMPAIGN.yaml"
-            result.resume_command = f"mailctl send {campaign} --job {job_id}"
-        if include_queues:
-            from mailctl.services.ops import sending_paused
-
-            result.queue = self.queue.counts()
-            result.dlq = self.dead_letters.census(job_id)
-            result.sender_paused = sending_paused(self.config, self.clients)
-        remaining = result.not_started + result.in_progress + result.stale_in_progress
-        moving = not (result.sender_paused or result.enqueue_interrupted or result.outlived_records)
-        if moving and remaining and result.rate_per_second:
-            result.eta_seconds = remaining / result.rate_per_second
         result.delivery = delivery.count(self.table, manifest, skipped_suppressed)
-        result.state, result.state_reason = delivery.job_state(
-            result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
-            paused=bool(result.sender_paused))
-        delivery.settle(self.table, job_id, result.state)
-        return result
+
+    @staticmethod
+    def _records_view(result: JobStatus) -> dict[str, int]:
+        """What the records say, in the counters' terms (failures by reason code)."""
+        by_code: Counter = Counter()
+        for reason, n in result.failed_by_reason.items():
+            by_code[reason_code(reason)] += n
+        view = {"sent": result.sent, "failed": result.failed, "skipped": result.skipped, "unknown": result.unknown,
+                **{f"failed:{code}": n for code, n in by_code.items()}}
+        if result.delivery is not None:
+            d = result.delivery
+            view.update(delivered=d.delivered, bounced_permanent=d.bounced_permanent, bounced_transient=d.bounced_transient,
+                        complained=d.complained, delayed=d.delayed, rejected=d.rejected, opened=d.opened, clicked=d.clicked)
+        return view
 
     def jobs_with_progress(self) -> list[dict[str, Any]]:
         """The manifests, newest first, each with its derived state and `done` (recipients with an
-        outcome). A job found complete is recorded so, and not counted again next time."""
+        outcome: from the job's counters, or its records for a job enqueued before them). A job
+        found complete is recorded so, and not counted again next time."""
         from mailctl.services.ops import sending_paused
 
         manifests = self.jobs()
@@ -348,7 +406,11 @@ class JobState:
             if state == contract.JOB_STATE_COMPLETE:
                 manifest["done"] = recipients
                 continue
-            records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
+            counts = counters.read(self.table, manifest)
+            if counts is not None:
+                records = done = counts.done
+            else:  # a job enqueued before counters: COUNT queries over its records
+                records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
             manifest["done"] = done
             manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused)
             delivery.settle(self.table, manifest["job_id"], manifest["state"])
