@@ -19,6 +19,7 @@ data) with BatchWriteItem.
 
     .venv/bin/python bench/bench_status.py                    # both parts, default sizes
     .venv/bin/python bench/bench_status.py --moto 5000 10000 --wire 100000 1000000 --shards 1 4
+    .venv/bin/python bench/bench_status.py --moto --wire 1000000 --shards 1 --counters   # issue 14
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_sender's stand-in
 
 from mail_sender.contract import idempotency_sort_key, job_partition, recipient_key, shard_of  # noqa: E402
 
@@ -139,16 +141,27 @@ def item_size(item: dict) -> int:
     return sum(len(name) + len(next(iter(value.values()))) for name, value in item.items())
 
 
-def build_pages(job_id: str, size: int, shards: int) -> tuple[dict, dict]:
-    """{(partition, prefix, start_sk or ""): response bytes}, and the manifest item (wire shape)."""
+def build_pages(job_id: str, size: int, shards: int, counter_shards: int = 0) -> tuple[dict, dict]:
+    """{(partition, prefix, start_sk or ""): response bytes}, and the manifest item (wire shape).
+    With `counter_shards`, the job's counter items too, holding exactly what its records say (as
+    the sender's transactions leave them), and the manifest says so."""
     from mailctl.aws.dynamodb import to_item
+    from mail_sender import counters
 
     rng = random.Random(size)
     groups: dict[tuple[str, str], list[dict]] = {}
+    tallies: list[dict[str, float]] = [{} for _ in range(max(counter_shards, 1))]
     for n in range(size):
         item = record_item(job_id, n, shards, rng)
         if item:
             groups.setdefault((item["pk"]["S"], item["sk"]["S"][:11]), []).append(item)
+            if counter_shards and item["status"]["S"] == "COMPLETED":
+                outcome = json.loads(item["data"]["S"])
+                tally = tallies[counters.counter_shard(item["sk"]["S"], counter_shards)]
+                for name in counters.outcome_attributes(outcome):
+                    tally[name] = tally.get(name, 0) + 1
+                tally[counters.LAST_AT] = max(tally.get(counters.LAST_AT, 0), outcome["at"])
+                tally[counters.FIRST_AT] = min(tally.get(counters.FIRST_AT, outcome["at"]), outcome["at"])
     pages: dict[tuple[str, str, str], bytes] = {}
     for (partition, prefix), items in groups.items():
         items.sort(key=lambda i: i["sk"]["S"])
@@ -164,7 +177,14 @@ def build_pages(job_id: str, size: int, shards: int) -> tuple[dict, dict]:
             pages[(partition, prefix, after)] = json.dumps(body).encode()
             after = items[end - 1]["sk"]["S"]
             start = end
-    return pages, to_item({"pk": "jobs", "sk": job_id, **manifest(job_id, size, shards)})
+    the_manifest = manifest(job_id, size, shards)
+    if counter_shards:
+        counter_items = [{"pk": {"S": counters.counts_partition(job_id)}, "sk": {"S": str(n)},
+                          **{name: {"N": repr(value)} for name, value in tally.items()}} for n, tally in enumerate(tallies)]
+        pages[(counters.counts_partition(job_id), "", "")] = json.dumps(
+            {"Items": counter_items, "Count": len(counter_items), "ScannedCount": len(counter_items)}).encode()
+        the_manifest[counters.MANIFEST_ATTR] = counter_shards
+    return pages, to_item({"pk": "jobs", "sk": job_id, **the_manifest})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -193,15 +213,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _serve(size: int, shards: int, port_out) -> None:
-    pages, manifest_item = build_pages(JOB, size, shards)
+def _serve(size: int, shards: int, port_out, counter_shards: int = 0) -> None:
+    pages, manifest_item = build_pages(JOB, size, shards, counter_shards)
     _Handler.pages, _Handler.manifest = pages, manifest_item
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     port_out.put((server.server_address[1], len(pages), sum(len(p) for p in pages.values())))
     server.serve_forever()
 
 
-def bench_wire(sizes: list[int], shards_list: list[int]) -> list[dict]:
+def bench_wire(sizes: list[int], shards_list: list[int], counter_shards: int = 0, verify: bool = False) -> list[dict]:
+    """`status` against the wire stand-in: from the records (counter_shards 0: a job enqueued
+    before counters), from the counters, or `verify` (both, and the comparison)."""
     from mailctl.aws.session import Clients
     from mailctl.config import AwsSettings, Config
     from mailctl.services.status import JobState
@@ -210,20 +232,30 @@ def bench_wire(sizes: list[int], shards_list: list[int]) -> list[dict]:
     for shards in shards_list:
         for size in sizes:
             port_out: multiprocessing.Queue = multiprocessing.Queue()
-            server = multiprocessing.Process(target=_serve, args=(size, shards, port_out), daemon=True)
+            server = multiprocessing.Process(target=_serve, args=(size, shards, port_out, counter_shards), daemon=True)
             server.start()
             port, page_count, total_bytes = port_out.get(timeout=1800)
+            read = {"calls": 0, "items": 0}
+
+            def count_items(parsed, **_):
+                read["calls"] += 1
+                read["items"] += len(parsed.get("Items", [])) + ("Item" in parsed)
+
             try:
                 config = Config(aws=AwsSettings(region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}"))
                 clients = Clients(config)
+                clients.dynamodb.meta.events.register("after-call.dynamodb.*", count_items)
                 started = time.perf_counter()
-                status = JobState(clients, config).status(JOB, include_queues=False)
+                status = JobState(clients, config).status(JOB, include_queues=False, verify=verify)
                 elapsed = time.perf_counter() - started
             finally:
                 server.terminate()
                 server.join()
             results.append({
-                "where": "DynamoDB-wire endpoint", "recipients": size, "records": status.records, "shards": shards,
+                "where": "DynamoDB-wire endpoint", "counted_from": status.counted_from, "recipients": size,
+                "records": status.records, "shards": shards, "counter_shards": counter_shards,
+                "items_read": read["items"], "dynamodb_calls": read["calls"],
+                **({"counter_drift": status.counter_drift} if verify else {}),
                 "pages": page_count, "megabytes": round(total_bytes / 1e6, 1), "seconds": round(elapsed, 2),
                 "sent": status.sent, "failed": status.failed, "skipped": status.skipped, "in_progress": status.in_progress,
                 "stale_in_progress": status.stale_in_progress, "not_started": status.not_started, "expired": status.expired,
@@ -232,17 +264,82 @@ def bench_wire(sizes: list[int], shards_list: list[int]) -> list[dict]:
     return results
 
 
+# --- part 3: write units per recipient, before and after counters ---------------------------------
+
+def _item_units(item: dict) -> int:
+    return max(1, -(-item_size(item) // 1024))  # one write unit per started KB
+
+
+def write_units(recipients: int, counter_shards: int) -> dict:
+    """The real sender (bench_sender's in-process stand-in) sends `recipients`; every DynamoDB
+    write on the job's records and counters is logged and priced as DynamoDB does: 1 unit per KB
+    of item written, 2 per KB inside a transaction."""
+    import bench_sender
+    from mail_sender import contract, counters, handler
+
+    stand_in = bench_sender.StandIn()
+    bench_sender.install(stand_in, concurrency=4, rate=1e6)
+    job_id = f"wcu-{counter_shards}"
+    stand_in.items[(contract.JOBS_PK, job_id)] = {"pk": {"S": contract.JOBS_PK}, "sk": {"S": job_id}, "state": {"S": "enqueued"},
+                                                  "idempotency_shards": {"N": "1"},
+                                                  **({counters.MANIFEST_ATTR: {"N": str(counter_shards)}} if counter_shards else {})}
+    body, digest = contract.encode_bundle(bench_sender.BUNDLE)
+    ref = contract.BundleRef(bench_sender.BUCKET, contract.bundle_key(digest))
+    stand_in.objects[(ref.bucket, ref.key)] = body
+    writes: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def log(params, model, **_):
+        if model.name in ("PutItem", "UpdateItem", "DeleteItem"):
+            key = params.get("Key") or params.get("Item")
+            writes.append((model.name, [(key["pk"]["S"], key["sk"]["S"])]))
+        elif model.name == "TransactWriteItems":
+            writes.append((model.name, [(e["Update"]["Key"]["pk"]["S"], e["Update"]["Key"]["sk"]["S"]) for e in params["TransactItems"]]))
+
+    handler.sender().state.client.meta.events.register("before-parameter-build.dynamodb.*", log)
+    records = []
+    for chunk, start in enumerate(range(0, recipients, 100)):
+        people = [contract.encode_recipient(f"user{i}@example.org", {"name": f"u{i}", "token": f"t{i}"}, i + 2)
+                  for i in range(start, min(recipients, start + 100))]
+        records.append(bench_sender.record(contract.encode_chunk_body(job_id, chunk, ref, people), job_id, chunk))
+    bench_sender.invoke_all([{"Records": records[i:i + 10]} for i in range(0, len(records), 10)])
+    units = {"records": 0, "counters": 0}
+    for operation, keys in writes:
+        for key in keys:
+            where = "counters" if key[0].startswith(counters.COUNTS_PK_PREFIX + "#") else "records" if key[0].startswith("job#") else None
+            if where:
+                units[where] += _item_units(stand_in.items.get(key, {"pk": {"S": key[0]}})) * (2 if operation == "TransactWriteItems" else 1)
+    calls: dict[str, int] = {}
+    for operation, _ in writes:
+        calls[operation] = calls.get(operation, 0) + 1
+    return {"part": "write units per recipient", "counter_shards": counter_shards, "recipients": recipients, "sent": stand_in.sent,
+            "write_calls": calls, "units_per_recipient": round((units["records"] + units["counters"]) / recipients, 2),
+            "of_which_records": round(units["records"] / recipients, 2), "of_which_counters": round(units["counters"] / recipients, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moto", type=int, nargs="*", default=[2000, 5000, 10000], help="record counts for the moto part")
     parser.add_argument("--wire", type=int, nargs="*", default=[100_000, 200_000, 1_000_000], help="record counts for the wire part")
     parser.add_argument("--shards", type=int, nargs="*", default=[1, 4], help="idempotency shards for the wire part")
+    parser.add_argument("--counters", action="store_true", help="issue 14: the wire part with counters (status, then --verify) "
+                        "beside the records, and the write units per recipient before and after")
+    parser.add_argument("--write-recipients", type=int, default=1000, help="recipients sent for the write-unit figures")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     if args.moto:
         bench_moto(args.moto, 1)
     if args.wire:
         bench_wire(args.wire, args.shards)
+        if args.counters:
+            from mail_sender.counters import COUNTER_SHARDS
+
+            bench_wire(args.wire, args.shards, counter_shards=COUNTER_SHARDS)
+            bench_wire(args.wire, args.shards, counter_shards=COUNTER_SHARDS, verify=True)
+    if args.counters:
+        from mail_sender.counters import COUNTER_SHARDS
+
+        for shards in (0, COUNTER_SHARDS):
+            print(json.dumps(write_units(args.write_recipients, shards)), flush=True)
 
 
 if __name__ == "__main__":
