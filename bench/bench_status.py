@@ -179,10 +179,9 @@ def build_pages(job_id: str, size: int, shards: int, counter_shards: int = 0) ->
             start = end
     the_manifest = manifest(job_id, size, shards)
     if counter_shards:
-        counter_items = [{"pk": {"S": counters.counts_partition(job_id)}, "sk": {"S": str(n)},
-                          **{name: {"N": repr(value)} for name, value in tally.items()}} for n, tally in enumerate(tallies)]
-        pages[(counters.counts_partition(job_id), "", "")] = json.dumps(
-            {"Items": counter_items, "Count": len(counter_items), "ScannedCount": len(counter_items)}).encode()
+        for n, tally in enumerate(tallies):
+            key = counters.counter_keys(job_id, counter_shards)[n]
+            pages[("counter", key["pk"]["S"], "")] = {**key, **{name: {"N": repr(value)} for name, value in tally.items()}}
         the_manifest[counters.MANIFEST_ATTR] = counter_shards
     return pages, to_item({"pk": "jobs", "sk": job_id, **the_manifest})
 
@@ -200,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
         if target == "GetItem":
             body = json.dumps({"Item": self.manifest}).encode()
+        elif target == "BatchGetItem":  # the job's counter shards
+            found = {table: [self.pages[("counter", k["pk"]["S"], "")] for k in spec["Keys"] if ("counter", k["pk"]["S"], "") in self.pages]
+                     for table, spec in request["RequestItems"].items()}
+            body = json.dumps({"Responses": found, "UnprocessedKeys": {}}).encode()
         elif target == "Query":
             values = request["ExpressionAttributeValues"]
             key = (values[":pk"]["S"], values.get(":prefix", {}).get("S", ""), request.get("ExclusiveStartKey", {}).get("sk", {}).get("S", ""))
@@ -217,7 +220,8 @@ def _serve(size: int, shards: int, port_out, counter_shards: int = 0) -> None:
     pages, manifest_item = build_pages(JOB, size, shards, counter_shards)
     _Handler.pages, _Handler.manifest = pages, manifest_item
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    port_out.put((server.server_address[1], len(pages), sum(len(p) for p in pages.values())))
+    pages_only = [p for p in pages.values() if isinstance(p, bytes)]
+    port_out.put((server.server_address[1], len(pages_only), sum(len(p) for p in pages_only)))
     server.serve_forever()
 
 
@@ -239,7 +243,7 @@ def bench_wire(sizes: list[int], shards_list: list[int], counter_shards: int = 0
 
             def count_items(parsed, **_):
                 read["calls"] += 1
-                read["items"] += len(parsed.get("Items", [])) + ("Item" in parsed)
+                read["items"] += len(parsed.get("Items", [])) + ("Item" in parsed) + sum(len(v) for v in parsed.get("Responses", {}).values())
 
             try:
                 config = Config(aws=AwsSettings(region="us-east-1", endpoint_url=f"http://127.0.0.1:{port}"))

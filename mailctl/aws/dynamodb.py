@@ -2,7 +2,7 @@
 
 Layout (see lambda/mail_sender/contract.py): manifests under pk="jobs", a job's records under
 pk="job#<id>" (or sharded), failure reasons under pk="failures", what `dlq purge` removed from a
-job under pk="purged#<id>", its counters under pk="counts#<id>". Every read is a GetItem or a
+job under pk="purged#<id>", its counters under pk="counts#<id>#<n>". Every read is a GetItem or a
 Query on one partition: never a Scan.
 """
 
@@ -19,6 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from mailctl.aws.errors import aws_call, error_code
+from mailctl.errors import OperationalError
 from mail_sender.contract import JOBS_PK, PK_ATTR, SK_ATTR, job_partition
 from mail_sender.state import FAILURES_PK
 
@@ -228,11 +229,25 @@ class StateTable:
         with aws_call(f"table {self.table}"):
             self.client.put_item(TableName=self.table, Item=to_item(item))
 
-    def counter_items(self, job_id: str) -> list[dict[str, Any]]:
-        """A job's counter shards (mail_sender.counters), plain values: one strongly consistent Query."""
-        from mail_sender.counters import counts_partition
+    def counter_items(self, job_id: str, shards: int) -> list[dict[str, Any]]:
+        """A job's counter shards (mail_sender.counters), plain values: one strongly consistent
+        BatchGetItem (a shard never written yet is simply absent)."""
+        import time
 
-        return [from_item(item) for item in self._query(counts_partition(job_id), ConsistentRead=True)]
+        from mail_sender.counters import counter_keys
+
+        found: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table: {"Keys": counter_keys(job_id, shards), "ConsistentRead": True}}
+        for attempt in range(8):
+            with aws_call(f"table {self.table}"):
+                response = self.client.batch_get_item(RequestItems=request)
+            found += [from_item(item) for item in response.get("Responses", {}).get(self.table, [])]
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+        raise OperationalError(f"table {self.table}: reading job {job_id}'s counters: keys left unprocessed",
+                               hint="DynamoDB is throttling reads; try again")
 
     def purged_keys(self, job_id: str) -> set[str]:
         keys: set[str] = set()

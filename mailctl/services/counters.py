@@ -1,7 +1,7 @@
 """A job's counts from its counter shards (written by mail_sender.counters), and the check of
 those counts against the per-recipient records (`mailctl status JOB --verify`).
 
-Reading is one Query of `counter_shards` items (8 for a new job) whatever the job's size. A job
+Reading is one BatchGetItem of `counter_shards` items (16 for a new job) whatever the job's size. A job
 enqueued before counters has no `counter_shards` on its manifest: `read` returns None and status
 counts its records as before.
 """
@@ -67,7 +67,7 @@ def read(table: StateTable, manifest: dict[str, Any]) -> JobCounts | None:
         return None
     totals: Counter = Counter()
     result = JobCounts()
-    items = table.counter_items(manifest["job_id"])
+    items = table.counter_items(manifest["job_id"], int(manifest[counters.MANIFEST_ATTR]))
     for item in items:
         for name, value in item.items():
             if isinstance(value, (int, float)) and name not in ("pk", "sk", counters.LAST_AT, counters.FIRST_AT):

@@ -66,8 +66,8 @@ class Harness:
         from mailctl.aws.dynamodb import StateTable
         from mailctl.services import counters
 
-        counts = counters.read(StateTable(self.ddb, self.stack.table), {"job_id": job_id, "counter_shards": 1})
-        return counts.to_json()
+        table = StateTable(self.ddb, self.stack.table)
+        return counters.read(table, table.get_manifest(job_id)).to_json()
 
     def body(self, job_id: str, chunk: int, recipients: list[dict[str, Any]], bundle: contract.BundleRef | None = None) -> str:
         bundle = bundle or self.put_bundle()

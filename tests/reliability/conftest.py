@@ -235,12 +235,23 @@ class Rig:
         return [i["sk"]["S"] for i in items]
 
 
+    def verify_counters(self) -> None:
+        """`mailctl status JOB --verify` on every job: its counters, written as outcomes happened
+        through whatever fault the scenario injected, equal the recount from its records."""
+        for job_id in self.job_ids():
+            code = self.mailctl("status", job_id, "--verify", "--json")
+            assert code == 0, f"status {job_id} --verify exited {code}: the counters drifted from the records"
+            print(f"[reliability] status {job_id} --verify: counters agree with the records (or the job has none)")
+
+
 @pytest.fixture
 def rig(local_stack, tmp_path, monkeypatch):
     reset_moto(local_stack)
     handler.install(None)
-    yield Rig(local_stack, tmp_path, monkeypatch)
+    rig = Rig(local_stack, tmp_path, monkeypatch)
+    yield rig
     handler.install(None)
+    rig.verify_counters()  # after every fault the scenario injected: zero drift
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
