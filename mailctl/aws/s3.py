@@ -1,4 +1,4 @@
-"""S3 adapter: template bundles, job row files, and extended-client payloads."""
+"""S3 adapter: template bundles, attachments, job row files, and extended-client payloads."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ class S3Store:
 
     def exists(self, key: str) -> bool:
         return self._unless_missing(f"bucket {self.bucket}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+
+    def size(self, key: str, bucket: str | None = None) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+        bucket = bucket or self.bucket
+        head: dict = {}
+        if not self._unless_missing(f"s3://{bucket}/{key}", lambda: head.update(self.client.head_object(Bucket=bucket, Key=key))):
+            return None
+        return int(head["ContentLength"])
 
     def get(self, key: str, bucket: str | None = None) -> bytes:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
