@@ -144,11 +144,11 @@ class FileSpec:
     def render(self, context: dict[str, Any]) -> tuple[str, str]:
         """The rendered location and filename. Raises TemplateProblem or FileRefused."""
         source = render_text(self._source[0], f"{self.where}.source", context)
-        filename = check_filename(render_text(self._filename[0], f"{self.where}.filename", context))
         prefix = static_prefix(self.source)
         if not source.startswith(prefix):
             raise FileRefused(f"{source!r} is outside {prefix!r}")
-        return source, filename
+        safe_segments(source.removeprefix("s3://"))
+        return source, check_filename(render_text(self._filename[0], f"{self.where}.filename", context))
 
     def locate(self, context: dict[str, Any]) -> tuple[S3Location, str]:
         source, filename = self.render(context)
