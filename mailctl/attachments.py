@@ -157,15 +157,14 @@ class CampaignFiles:
         return any(not f.local for f in self.files)
 
     def describe(self) -> str:
-        shared = [f for f in self.files if not f.spec.per_recipient]
-        each = [f for f in self.files if f.spec.per_recipient]
-        out = []
-        if shared:
-            out.append(f"{len(shared)} shared ({', '.join(f.spec.filename for f in shared)}"
-                       + (f"; {self.shared_local_size / 1048576:,.1f} MiB encoded)" if any(f.shared for f in shared) else ")"))
-        if each:
-            out.append(f"{len(each)} per recipient ({', '.join(f.spec.source for f in each)})")
-        return "; ".join(out)
+        """The plan's line: what is attached, shared or per recipient, and how big."""
+        def name(file: CampaignFile) -> str:
+            shown = f"cid:{file.spec.cid}" if file.spec.cid else file.spec.filename
+            return f"{shown} (each: {file.spec.source})" if file.spec.per_recipient else shown
+
+        out = ", ".join(name(f) for f in self.files)
+        shared = self.shared_local_size
+        return out + (f"; {_human(shared)} in every message, encoded" if shared else "")
 
     def update_fingerprint(self, digest: Any) -> None:
         """A replaced shared file makes another campaign (and job), as an edited template does."""
@@ -230,6 +229,10 @@ class CampaignFiles:
             for future in pending:
                 future.result()
         return count
+
+
+def _human(size: int) -> str:
+    return f"{size / 1048576:,.1f} MiB" if size >= 1048576 else f"{size / 1024:,.1f} KiB"
 
 
 def job_files_prefix(job_id: str) -> str:

@@ -175,4 +175,4 @@ def test_the_plan_lists_the_attachments(tmp_path, capsys):
     campaign = campaign_with(tmp_path, "attachments:\n  - path: tickets/T0.pdf\n    filename: ご案内.pdf\n  - tickets/{{ token }}.pdf\n")
     assert dry_run(campaign) == 0
     err = capsys.readouterr().err
-    assert "1 shared (ご案内.pdf" in err and "1 per recipient (tickets/{{ token }}.pdf)" in err
+    assert "ご案内.pdf, {{ token }}.pdf (each: tickets/{{ token }}.pdf); 0.3 KiB in every message, encoded" in err
