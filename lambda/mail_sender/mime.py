@@ -259,7 +259,10 @@ def _multipart(subtype: str, parts: list[tuple[bytes, bytes]]) -> tuple[bytes, b
 
 
 def _boundary(parts: list[tuple[bytes, bytes]]) -> str:
+    # A base64 body cannot hold the boundary ('_' is not in its alphabet): only the others are
+    # searched, so a 30 MB attachment costs no scan per recipient.
+    searched = [body for headers, body in parts if b"Content-Transfer-Encoding: base64" not in headers]
     while True:
         boundary = f"=_mailctl_{secrets.token_hex(12)}"
-        if not any(boundary.encode() in body for _, body in parts):
+        if not any(boundary.encode() in body for body in searched):
             return boundary
