@@ -148,7 +148,9 @@ class FileSpec:
         if not source.startswith(prefix):
             raise FileRefused(f"{source!r} is outside {prefix!r}")
         safe_segments(source.removeprefix("s3://"))
-        return source, check_filename(render_text(self._filename[0], f"{self.where}.filename", context))
+        # A name rendered from a path (the default: the file's own name) shows its last segment.
+        filename = render_text(self._filename[0], f"{self.where}.filename", context).rsplit("/", 1)[-1]
+        return source, check_filename(filename)
 
     def locate(self, context: dict[str, Any]) -> tuple[S3Location, str]:
         source, filename = self.render(context)

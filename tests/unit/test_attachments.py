@@ -176,3 +176,10 @@ def test_the_plan_lists_the_attachments(tmp_path, capsys):
     assert dry_run(campaign) == 0
     err = capsys.readouterr().err
     assert "ご案内.pdf, {{ token }}.pdf (each: tickets/{{ token }}.pdf); 0.3 KiB in every message, encoded" in err
+
+
+def test_a_per_recipient_file_in_a_sub_folder_is_named_by_its_last_segment():
+    from mail_sender.attachments import FileSpec
+
+    spec = FileSpec("attachments[0]", "s3://b-b/tickets/{{ path }}", "{{ path }}", "application/pdf")
+    assert spec.render({"path": "2026/11/T-1.pdf"}) == ("s3://b-b/tickets/2026/11/T-1.pdf", "T-1.pdf")
