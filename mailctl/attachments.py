@@ -231,6 +231,22 @@ class CampaignFiles:
         return count
 
 
+def refresh_job_files(rewrite: Callable[..., bool], keys: Callable[[str, str], Any], bundle: dict[str, Any], bucket: str, job_id: str) -> int:
+    """Rewrite in place the files a job's bundle attaches from the payload bucket (its shared
+    files and everything under the job's files/), so the lifecycle counts their age from now: a
+    redrive gives the job's messages a new life, and the bundle gets one too. Returns how many."""
+    count = 0
+    own = f"s3://{bucket}/"
+    for item in [*(bundle.get("attachments") or []), *(bundle.get("inline") or [])]:
+        source = str(item.get("source", ""))
+        if source.startswith(own + SHARED_PREFIX) and "{" not in source:
+            count += rewrite(source[len(own):], bucket=bucket, content_type=item.get("content_type") or DEFAULT_CONTENT_TYPE)
+    if any(str(item.get("source", "")).startswith(own + job_files_prefix(job_id)) for item in bundle.get("attachments") or []):
+        for key in keys(job_files_prefix(job_id), bucket):
+            count += rewrite(key, bucket=bucket, content_type=DEFAULT_CONTENT_TYPE)
+    return count
+
+
 def _human(size: int) -> str:
     return f"{size / 1048576:,.1f} MiB" if size >= 1048576 else f"{size / 1024:,.1f} KiB"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from mailctl.aws.errors import aws_call, error_code
 from botocore.exceptions import ClientError
 
@@ -45,13 +47,13 @@ class S3Store:
         with aws_call(f"s3://{bucket}/{key}"):
             self.client.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
 
-    def rewrite(self, key: str, bucket: str | None = None) -> bool:
+    def rewrite(self, key: str, bucket: str | None = None, content_type: str = "application/json") -> bool:
         """Copy the object onto itself, which restarts its lifecycle age (reads do not); False
         when it is gone already."""
         bucket = bucket or self.bucket
         return self._unless_missing(f"s3://{bucket}/{key}", lambda: self.client.copy_object(
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-            MetadataDirective="REPLACE", ContentType="application/json"))
+            MetadataDirective="REPLACE", ContentType=content_type))
 
     def _unless_missing(self, what: str, call) -> bool:
         """Run `call`: True, or False when S3 says the object is not there."""
@@ -63,6 +65,12 @@ class S3Store:
                 return False
             with aws_call(what):
                 raise
+
+    def keys(self, prefix: str, bucket: str | None = None) -> Iterator[str]:
+        bucket = bucket or self.bucket
+        with aws_call(f"s3://{bucket}/{prefix}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                yield from (item["Key"] for item in page.get("Contents", []))
 
     def delete(self, key: str, bucket: str | None = None) -> None:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
