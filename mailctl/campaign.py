@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mailctl.attachments import CampaignFiles, FileEntry, load_files
 from mailctl.config import load_model
 from mailctl.errors import ConfigError
 from mailctl.recipient_files import DELIMITED_SUFFIXES, SUFFIXES, Source, normalize_encoding, open_source
@@ -37,6 +38,8 @@ class CampaignModel(BaseModel):
     unsubscribe_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     configuration_set: str | None = None
+    attachments: list[str | FileEntry] = Field(default_factory=list)
+    inline: dict[str, str | FileEntry] = Field(default_factory=dict)
 
     @field_validator("from_", "reply_to", "subject", "unsubscribe_url")
     @classmethod
@@ -79,7 +82,8 @@ class Campaign:
     model: CampaignModel
     templates: TemplateSet
     recipients_path: Path
-    fingerprint: str  # of the campaign file and the templates, not of the recipients
+    fingerprint: str  # of the campaign file, the templates and the shared files, not of the recipients
+    files: CampaignFiles
 
     @property
     def name(self) -> str:
@@ -137,6 +141,9 @@ def load_campaign(path: str | Path) -> Campaign:
         where = names[problem.part] + (f", line {problem.line}" if problem.line else "")
         raise ConfigError(f"{where}: {problem.message}", hint="templates are Jinja2 in a sandbox: no file access, no underscore attributes") from None
 
+    files = load_files(campaign_path, model.attachments, model.inline, sources.get("html"))
+    files.update_fingerprint(digest)
+
     recipients_path = (campaign_path.parent / model.recipients).resolve()
     if not recipients_path.is_file():
         raise ConfigError(f"{campaign_path}: recipients: file not found: {model.recipients}", hint=f"paths are relative to {campaign_path.parent}/")
@@ -149,4 +156,4 @@ def load_campaign(path: str | Path) -> Campaign:
                           hint="remove it: .xlsx files name their own encoding and JSON Lines are UTF-8")
     if model.sheet is not None and suffix != ".xlsx":
         raise ConfigError(f"{campaign_path}: sheet: applies to .xlsx files, not {suffix}", hint="remove it")
-    return Campaign(path=campaign_path, model=model, templates=templates, recipients_path=recipients_path, fingerprint=digest.hexdigest())
+    return Campaign(path=campaign_path, model=model, templates=templates, recipients_path=recipients_path, fingerprint=digest.hexdigest(), files=files)

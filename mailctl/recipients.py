@@ -26,10 +26,8 @@ from mailctl.errors import ConfigError
 from mail_sender.addresses import AddressProblem, to_ses
 from mail_sender.compose import HEADER_PARTS, check_headers
 from mail_sender.contract import decode_recipient, encode_recipient
-from mail_sender.mime import MAX_UNSUBSCRIBE_URL, RecipientRejected, is_plain_address, may_refuse
+from mail_sender.mime import MAX_UNSUBSCRIBE_URL, SES_MAX_MESSAGE_BYTES, RecipientRejected, is_plain_address, may_refuse
 from mail_sender.templating import TemplateProblem, TemplateSet
-
-SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _FAST_ADDRESS = re.compile(rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@([A-Za-z0-9.-]+)")

@@ -8,13 +8,15 @@ desk refuses cannot drift from what the sender does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mail_sender.addresses import to_ses
+from mail_sender.attachments import FileSpec, parse_specs
 from mail_sender.contract import Recipient
 from mail_sender.listmail import list_header_lines
-from mail_sender.mime import BundleHeaders, build_message, recipient_header_lines
+from mail_sender.mime import SES_MAX_MESSAGE_BYTES, BundleHeaders, FilePart, RecipientRejected, build_message, recipient_header_lines
 from mail_sender.templating import TEMPLATE_PARTS, Rendered, TemplateSet
 
 # What a row's headers depend on: the parts rendered for the desk check.
@@ -27,6 +29,7 @@ class LoadedBundle:
     headers: BundleHeaders
     configuration_set: str | None
     campaign: str | None = None  # names the list in List-Id and Feedback-ID
+    files: tuple[FileSpec, ...] = ()  # attachments and inline images (bundle version 2)
 
 
 def load_bundle(data: dict[str, Any]) -> LoadedBundle:
@@ -37,6 +40,7 @@ def load_bundle(data: dict[str, Any]) -> LoadedBundle:
         headers=BundleHeaders.from_bundle(data),
         configuration_set=data.get("configuration_set") or None,
         campaign=data.get("campaign") or None,
+        files=parse_specs(data),
     )
 
 
@@ -50,8 +54,10 @@ def render(bundle: LoadedBundle, recipient: Recipient, parts: tuple[str, ...] = 
     return bundle.templates.render(render_context(recipient), parts)
 
 
-def compose(bundle: LoadedBundle, recipient: Recipient, job_id: str, now: float | None = None) -> tuple[str, bytes]:
-    """The address as SES takes it (addresses.to_ses) and the raw message. Raises TemplateProblem,
+def compose(bundle: LoadedBundle, recipient: Recipient, job_id: str, now: float | None = None,
+            files: Sequence[FilePart] = ()) -> tuple[str, bytes]:
+    """The address as SES takes it (addresses.to_ses) and the raw message, with `files` (the
+    bundle's, fetched for this recipient: mail_sender.attachments.Fetcher). Raises TemplateProblem,
     AddressProblem or RecipientRejected: a permanent failure of this recipient."""
     rendered = render(bundle, recipient)
     # SES takes IDN domains only in Punycode, in the To header and the Destination alike.
@@ -66,7 +72,10 @@ def compose(bundle: LoadedBundle, recipient: Recipient, job_id: str, now: float 
         now=now,
         list_headers=list_header_lines(bundle.campaign, job_id, bundle.headers.domain,
                                        {name.lower() for name, _ in bundle.headers.extra}),
+        files=files,
     )
+    if len(raw) > SES_MAX_MESSAGE_BYTES:
+        raise RecipientRejected(f"the message is {len(raw) / 1048576:.1f} MiB, over SES's 40 MB limit")
     return address, raw
 
 

@@ -11,8 +11,8 @@ docs/message-format.md for the full description other producers can follow. Vers
       "recipients": [{"email": "a@example.com", "row": 19, "vars": {"name": "..."}}]
     }
 
-The template bundle (subject, html, text, from, reply_to, headers, unsubscribe_url) lives in S3,
-uploaded once per job, content-addressed. A body too large for the queue travels through S3 as an
+The template bundle (subject, html, text, from, reply_to, headers, unsubscribe_url; from version
+2 also attachments and inline images) lives in S3, uploaded once per job, content-addressed. A body too large for the queue travels through S3 as an
 SQS extended client pointer; `parse_pointer` recognises both pointer formats.
 """
 
@@ -175,13 +175,22 @@ def decode_recipient(encoded: str) -> Recipient:
 
 # --- the template bundle -------------------------------------------------------------------------
 
+# Version 2 adds `attachments` and `inline` (mail_sender.attachments). A producer writes the
+# lowest version that holds its bundle, so a bundle without files stays readable by senders that
+# predate them, and one with files is refused (poison, DLQ) by such a sender instead of going out
+# without its files.
 BUNDLE_VERSION = 1
-BUNDLE_FIELDS = ("subject", "html", "text", "from", "reply_to", "headers", "unsubscribe_url", "configuration_set")
+BUNDLE_FILES_VERSION = 2
+SUPPORTED_BUNDLE_VERSIONS = frozenset({BUNDLE_VERSION, BUNDLE_FILES_VERSION})
+BUNDLE_FILE_FIELDS = ("attachments", "inline")
+BUNDLE_FIELDS = ("subject", "html", "text", "from", "reply_to", "headers", "unsubscribe_url", "configuration_set", *BUNDLE_FILE_FIELDS)
 
 
 def encode_bundle(bundle: dict[str, Any]) -> tuple[bytes, str]:
     """Serialise a template bundle; returns the bytes and their content address (sha256 hex)."""
-    body = json.dumps({"version": BUNDLE_VERSION, **bundle}, ensure_ascii=False, sort_keys=True).encode()
+    bundle = {k: v for k, v in bundle.items() if k not in BUNDLE_FILE_FIELDS or v}
+    version = BUNDLE_FILES_VERSION if any(k in bundle for k in BUNDLE_FILE_FIELDS) else BUNDLE_VERSION
+    body = json.dumps({**bundle, "version": version}, ensure_ascii=False, sort_keys=True).encode()
     return body, hashlib.sha256(body).hexdigest()
 
 
@@ -194,8 +203,10 @@ def decode_bundle(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except ValueError as exc:
         raise ContractError(f"template bundle is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("version") != BUNDLE_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in SUPPORTED_BUNDLE_VERSIONS:
         raise ContractError(f"unsupported template bundle version {data.get('version') if isinstance(data, dict) else None!r}")
+    if data["version"] < BUNDLE_FILES_VERSION and any(data.get(k) for k in BUNDLE_FILE_FIELDS):
+        raise ContractError(f"template bundle version {data['version']} cannot carry attachments: write version {BUNDLE_FILES_VERSION}")
     if not data.get("html") and not data.get("text"):
         raise ContractError("template bundle has neither 'html' nor 'text'")
     if not data.get("subject") or not data.get("from"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -45,6 +46,20 @@ _FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext: printable ASCII exce
 MAX_UNSUBSCRIBE_URL = 900
 
 POLICY = email_policy.SMTP.clone(cte_type="7bit")
+# SES v2's message size limit, attachments included, counted after encoding
+# (https://docs.aws.amazon.com/ses/latest/dg/attachments.html: "up to the 40MB total message size limit").
+SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """An attached file, already encoded (mail_sender.attachments.encode_part): its part headers
+    and base64 body. Inline parts go beside the html in multipart/related; the others are
+    attachments in multipart/mixed."""
+
+    headers: bytes
+    body: bytes
+    inline: bool = False
 
 
 class RecipientRejected(ValueError):
@@ -205,6 +220,7 @@ def build_message(
     unsubscribe_url: str | None,
     now: float | None = None,
     list_headers: bytes = b"",
+    files: Sequence[FilePart] = (),
 ) -> bytes:
     """One recipient's message, as the bytes SES receives. Raises RecipientRejected for anything
     unsafe to send."""
@@ -219,22 +235,34 @@ def build_message(
              for subtype, content in (("plain", text), ("html", html)) if content is not None]
     if not parts:
         parts = [_part("", "plain")]
-    if len(parts) == 1:
-        part_headers, body = parts[0]
-        out += [part_headers, b"\r\n", body]
-        return b"".join(out)
-    boundary = _boundary(parts)
-    out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"))
-    for part_headers, body in parts:
-        # The CRLF before a delimiter belongs to the delimiter (RFC 2046): always add one, so a
-        # body's own final line break survives.
-        out += [f"--{boundary}\r\n".encode("ascii"), part_headers, b"\r\n", body, b"\r\n"]
-    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    inline = [(f.headers, f.body) for f in files if f.inline]
+    if inline and html is not None:
+        # The images belong to the html alone: multipart/related inside the alternative (RFC 2387).
+        parts[-1] = _multipart("related", [parts[-1], *inline])
+    headers_and_body = parts[0] if len(parts) == 1 else _multipart("alternative", parts)
+    attached = [(f.headers, f.body) for f in files if not f.inline or html is None]
+    if attached:
+        headers_and_body = _multipart("mixed", [headers_and_body, *attached])
+    out += [headers_and_body[0], b"\r\n", headers_and_body[1]]
     return b"".join(out)
 
 
+def _multipart(subtype: str, parts: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    boundary = _boundary(parts)
+    body = []
+    for part_headers, part_body in parts:
+        # The CRLF before a delimiter belongs to the delimiter (RFC 2046): always add one, so a
+        # body's own final line break survives.
+        body += [f"--{boundary}\r\n".encode("ascii"), part_headers, b"\r\n", part_body, b"\r\n"]
+    body.append(f"--{boundary}--\r\n".encode("ascii"))
+    return f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n'.encode("ascii"), b"".join(body)
+
+
 def _boundary(parts: list[tuple[bytes, bytes]]) -> str:
+    # A base64 body cannot hold the boundary ('_' is not in its alphabet): only the others are
+    # searched, so a 30 MB attachment costs no scan per recipient.
+    searched = [body for headers, body in parts if b"Content-Transfer-Encoding: base64" not in headers]
     while True:
         boundary = f"=_mailctl_{secrets.token_hex(12)}"
-        if not any(boundary.encode() in body for _, body in parts):
+        if not any(boundary.encode() in body for body in searched):
             return boundary

@@ -63,7 +63,8 @@ from mail_sender.contract import (
     shard_of,
 )
 from mail_sender.addresses import AddressProblem
-from mail_sender.compose import LoadedBundle, compose, load_bundle
+from mail_sender.attachments import Fetcher, FileRefused
+from mail_sender.compose import LoadedBundle, compose, load_bundle, render_context
 from mail_sender.mime import RecipientRejected
 from mail_sender.payloads import PayloadMissing, PayloadStore, PayloadUnavailable
 from mail_sender.failures import ACCOUNT, QUOTA, RATE, SendFailure
@@ -230,6 +231,7 @@ class Sender:
         self.payloads = payloads or PayloadStore(factory=factory)
         self.state = state or StateStore(settings.table, factory=factory)
         self.queue = queue or RecordQueue(factory=factory)
+        self.files = Fetcher(self.payloads.get)
         self.log = logger or logging.getLogger(__name__)
         self.account_rate = AccountRate(self.ses, settings.rate_per_second, monotonic=monotonic, log=self.log)
         self.backoff = Backoff(self.queue, settings.max_backoff_seconds, clock=clock, log=self.log)
@@ -494,11 +496,20 @@ class Sender:
         if recipient.key in suppressed:
             return _outcome("skipped", recipient, self._clock(), reason="suppressed")
         try:
-            address, raw = compose(bundle, recipient, chunk.job_id, now=self._clock())
+            files = self.files.parts(bundle.files, render_context(recipient))
+            address, raw = compose(bundle, recipient, chunk.job_id, now=self._clock(), files=files)
         except TemplateProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"template: {exc}")
         except AddressProblem as exc:
             return _outcome("failed", recipient, self._clock(), reason=f"address: {exc.reason}")
+        except FileRefused as exc:
+            return _outcome("failed", recipient, self._clock(), reason=f"attachment: {exc}")
+        except PayloadMissing as exc:
+            # Checked at the desk, so gone since, or not readable by the sender (IAM): retried,
+            # and explained in the DLQ, rather than blamed on the recipient.
+            raise Deferred(f"attachment missing or not readable: {exc}") from None
+        except PayloadUnavailable as exc:
+            raise Deferred(f"attachment unreadable for now: {exc}") from None
         except RecipientRejected as exc:
             return _outcome("failed", recipient, self._clock(), reason=str(exc))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -57,6 +57,26 @@ def _refuse_unsafe(part: str, tree: nodes.Template) -> None:
     for node in tree.find_all(nodes.Getitem):
         if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
             raise TemplateProblem(part, f"attribute '{node.arg.value}' is not allowed in the sandbox", node.lineno)
+
+
+def compile_text(part: str, source: str) -> tuple[Template, frozenset[str]]:
+    """A one-line plain-text template (an attachment's location or filename) and its variables,
+    checked like the bundle's parts."""
+    try:
+        tree = _PLAIN.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(part, exc.message or "syntax error", exc.lineno) from None
+    _refuse_unsafe(part, tree)
+    return _PLAIN.from_string(tree), frozenset(meta.find_undeclared_variables(tree))
+
+
+def render_text(template: Template, part: str, variables: dict[str, Any]) -> str:
+    try:
+        return template.render(variables)
+    except UndefinedError as exc:
+        raise TemplateProblem(part, f"undefined variable: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateProblem(part, f"refused by the sandbox: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -104,12 +124,7 @@ class TemplateSet:
             if template is None:
                 out[part] = None
                 continue
-            try:
-                out[part] = template.render(variables)
-            except UndefinedError as exc:
-                raise TemplateProblem(part, f"undefined variable: {exc.message}") from None
-            except SecurityError as exc:
-                raise TemplateProblem(part, f"refused by the sandbox: {exc}") from None
+            out[part] = render_text(template, part, variables)
         return Rendered(subject=out["subject"] or "", html=out["html"], text=out["text"], unsubscribe_url=out["unsubscribe_url"])
 
     def estimated_size(self, variables: dict[str, Any]) -> int:

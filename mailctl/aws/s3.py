@@ -1,6 +1,8 @@
-"""S3 adapter: template bundles, job row files, and extended-client payloads."""
+"""S3 adapter: template bundles, attachments, job row files, and extended-client payloads."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from mailctl.aws.errors import aws_call, error_code
 from botocore.exceptions import ClientError
@@ -25,6 +27,14 @@ class S3Store:
     def exists(self, key: str) -> bool:
         return self._unless_missing(f"bucket {self.bucket}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
 
+    def size(self, key: str, bucket: str | None = None) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+        bucket = bucket or self.bucket
+        head: dict = {}
+        if not self._unless_missing(f"s3://{bucket}/{key}", lambda: head.update(self.client.head_object(Bucket=bucket, Key=key))):
+            return None
+        return int(head["ContentLength"])
+
     def get(self, key: str, bucket: str | None = None) -> bytes:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):
             return self.client.get_object(Bucket=bucket or self.bucket, Key=key)["Body"].read()
@@ -37,13 +47,13 @@ class S3Store:
         with aws_call(f"s3://{bucket}/{key}"):
             self.client.copy_object(Bucket=bucket, Key=new_key, CopySource={"Bucket": bucket, "Key": key})
 
-    def rewrite(self, key: str, bucket: str | None = None) -> bool:
+    def rewrite(self, key: str, bucket: str | None = None, content_type: str = "application/json") -> bool:
         """Copy the object onto itself, which restarts its lifecycle age (reads do not); False
         when it is gone already."""
         bucket = bucket or self.bucket
         return self._unless_missing(f"s3://{bucket}/{key}", lambda: self.client.copy_object(
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-            MetadataDirective="REPLACE", ContentType="application/json"))
+            MetadataDirective="REPLACE", ContentType=content_type))
 
     def _unless_missing(self, what: str, call) -> bool:
         """Run `call`: True, or False when S3 says the object is not there."""
@@ -55,6 +65,12 @@ class S3Store:
                 return False
             with aws_call(what):
                 raise
+
+    def keys(self, prefix: str, bucket: str | None = None) -> Iterator[str]:
+        bucket = bucket or self.bucket
+        with aws_call(f"s3://{bucket}/{prefix}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                yield from (item["Key"] for item in page.get("Contents", []))
 
     def delete(self, key: str, bucket: str | None = None) -> None:
         with aws_call(f"s3://{bucket or self.bucket}/{key}"):

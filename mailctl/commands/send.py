@@ -52,7 +52,7 @@ def send(
     with Progress(TextColumn("checking rows"), TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("check", total=None)
         check = service.check_recipients(campaign, rejected_path=rejected_path, on_progress=lambda n: bar.update(task, completed=n),
-                                         suppressed=suppressed)
+                                         suppressed=suppressed, clients=None if dry_run else app.clients)
     try:
         _report_problems(check)
         if check.rejected and not skip_invalid:
@@ -159,6 +159,8 @@ def _show_plan(campaign, check: service.CheckResult, config, plan: service.JobPl
     table.add_row("messages", f"{plan.messages:,} of up to {plan.chunk_size} recipients")
     table.add_row("bytes", f"{check.spool.stat().st_size / 1048576:,.1f} MiB of recipient data")
     table.add_row("queue", plan.target.describe())
+    if campaign.files:
+        table.add_row("attachments", campaign.files.describe() + (" (s3:// files not looked up in a dry run)" if dry_run and campaign.files.needs_s3 else ""))
     for label, text in account.plan_rows() if account else []:
         table.add_row(label, text)
     if rendered is not None:

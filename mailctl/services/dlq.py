@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailctl.attachments import refresh_job_files
 from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
@@ -30,6 +31,7 @@ from mailctl.packing import attributes_size
 from mailctl.errors import MailctlError, NotFound, OperationalError, UserError
 from mail_sender.ratelimit import TokenBucket
 from mail_sender.contract import (
+    BUNDLE_FILES_VERSION,
     CHUNK_ATTRIBUTE,
     JOB_ATTRIBUTE,
     BundleRef,
@@ -450,13 +452,19 @@ class DeadLetters:
         """A redriven message starts a new stay in the main queue (and a new DLQ retention after it),
         while the bucket's lifecycle counts its template bundle's age from the bundle's last write.
         Rewriting the bundles of the jobs concerned (the one named, else every job on record)
-        restarts their age, so the redriven messages find them."""
+        restarts their age, so the redriven messages find them; the files a bundle attaches from
+        the payload bucket are rewritten with it."""
         manifests = [self.table.get_manifest(job)] if job else self.table.list_manifests()
         for manifest in manifests:
             key = (manifest or {}).get("bundle_key")
             if not key:
                 continue
-            self.store.rewrite(str(key), bucket=manifest.get("bucket") or None)
+            if not self.store.rewrite(str(key), bucket=manifest.get("bucket") or None):
+                continue
+            bucket = manifest.get("bucket") or self.store.bucket
+            bundle = json.loads(self.store.get(str(key), bucket=bucket))
+            if bundle.get("version", 1) >= BUNDLE_FILES_VERSION:  # and the files it attaches, too
+                refresh_job_files(self.store.rewrite, self.store.keys, bundle, bucket, str(manifest["job_id"]))
 
     def _follow_task(self, handle: str, progress, sleep, poll_seconds: float) -> RedriveResult:
         result = RedriveResult(method="move-task", task_handle=handle)

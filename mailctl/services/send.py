@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mailctl.attachments import RowFiles
 from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.extended import Offloader
 from mailctl.aws.s3 import S3Store
@@ -48,7 +49,7 @@ from mailctl.services.job_identity import Checkpoint, Target, job_id_for, new_no
 from mailctl.services.job_lease import JobCancelled, Lease
 from mail_sender import contract, counters
 from mail_sender.compose import compose, load_bundle, render
-from mail_sender.mime import RecipientRejected
+from mail_sender.mime import SES_MAX_MESSAGE_BYTES, RecipientRejected
 from mail_sender.templating import Rendered, TemplateProblem
 
 MAX_PROBLEMS_KEPT = 1000
@@ -122,13 +123,17 @@ def check_recipients(
     spool_dir: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     suppressed: dict[str, str] | None = None,
+    clients: Clients | None = None,
 ) -> CheckResult:
     """Pass 1. Raises ConfigError for a file that cannot be read as a whole (exit 2).
 
-    `suppressed` (address -> reason, from services.suppression) leaves those addresses out."""
+    `suppressed` (address -> reason, from services.suppression) leaves those addresses out.
+    Without `clients` (a dry run) files at s3:// locations are not looked up."""
     source = campaign.open_recipients()
     name = str(campaign.path.parent / campaign.model.recipients) if not campaign.model.recipients.startswith("/") else campaign.model.recipients
-    checker = Checker(campaign.templates, campaign.model.email_column, name)
+    size_of = (lambda bucket, key: S3Store(clients.s3, bucket).size(key)) if clients else None
+    files = campaign.files.checker(campaign.templates, size_of) if campaign.files else None
+    checker = Checker(campaign.templates, campaign.model.email_column, name, max_message_bytes=SES_MAX_MESSAGE_BYTES - (files.shared_size if files else 0))
     columns = source.columns
     if columns is not None:
         checker.bind_columns(columns)
@@ -137,6 +142,8 @@ def check_recipients(
         email_column = campaign.model.email_column
         check_row = lambda row: checker.check(row, True)  # noqa: E731
         encode = lambda email, row, line: encode_item(email, row, line, email_column)  # noqa: E731
+    if files is not None and campaign.files.needs_rows:
+        check_row = _with_files(check_row, encode, files)
     as_dict = (lambda row: dict(zip(columns, row))) if columns is not None else (lambda row: row)
 
     fd, spool_name = tempfile.mkstemp(prefix="mailctl-spool-", suffix=".jsonl", dir=spool_dir)
@@ -206,6 +213,15 @@ def check_recipients(
         on_progress(result.accepted + result.rejected + result.duplicates)
     result.recipients_sha256 = _sha256_file(campaign.recipients_path)
     return result
+
+
+def _with_files(check_row: Callable[[Any], str], encode: Callable[[str, Any, int], str], files: RowFiles) -> Callable[[Any], str]:
+    """`check_row`, then the row's attachments, looked at through its encoding as the sender will."""
+    def check(row: Any) -> str:
+        email = check_row(row)
+        files.check(contract.decode_recipient(encode(email, row, 0)))
+        return email
+    return check
 
 
 def _estimated_rows(path: Path) -> int:
@@ -597,7 +613,8 @@ def enqueue_job(
         result.already_enqueued, result.resumed = plan.messages, True
         return result
 
-    bundle_body, digest = contract.encode_bundle(campaign.bundle(config.sending.configuration_set))
+    files = campaign.files.bundle_fields(config.bucket, job_id) if campaign.files else {}
+    bundle_body, digest = contract.encode_bundle({**campaign.bundle(config.sending.configuration_set), **files})
     bundle = contract.BundleRef(bucket=config.bucket, key=contract.bundle_key(digest))
     # Put even when present: the bucket's lifecycle expires objects N days after their last write
     # (reads do not count), and this job's messages may live that long from now. Rewriting the
@@ -639,6 +656,9 @@ def enqueue_job(
     enqueuer = Enqueuer(clients, config, job_id, bundle, checkpoint, progress, lease=lease, resume_hint=plan.resume_hint)
     lease.start_heartbeat(checkpoint)
     try:
+        if campaign.files:
+            # Before the first chunk: no message may name a file that is not there yet.
+            campaign.files.upload(store.put_file, job_id, check.spool, config.sending.concurrency)
         enqueuer.run(check.spool, plan.chunk_size)
     except BaseException:
         if rows_upload:

@@ -47,3 +47,26 @@ def test_the_documented_bundle_and_chunk_are_sent_as_documented(sender_env):
     assert h.invoke(_events.chunk_record(json.dumps(again), chunk["job_id"], 18)) == {"batchItemFailures": []}
     assert len(h.mail_to("bob@example.com")) == 1
     assert contract.recipient_key("  BOB@Example.com ") == "bob@example.com"
+
+
+def test_the_documented_version_2_bundle_attaches_its_files(sender_env):
+    # Given the page's version 2 example, its files stored where its sources point
+    h = sender_env
+    bundle = _json_block_after("### Version 2")
+    for item in bundle["attachments"] + bundle["inline"]:
+        bucket, _, key = item["source"][5:].partition("/")
+        h.s3.put_object(Bucket=bucket, Key=key.replace("{{ ticket_id }}", "A-1"), Body=item["filename"].encode())
+    bundle_key = "bundles/doc-v2.json"
+    h.s3.put_object(Bucket=h.stack.bucket, Key=bundle_key, Body=json.dumps(bundle).encode())
+    h.put_job("concert-doc")
+
+    # When a chunk names it, for a recipient with a ticket_id
+    body = contract.encode_chunk_body("concert-doc", 0, contract.BundleRef(h.stack.bucket, bundle_key),
+                                      [contract.encode_recipient("hanako@example.jp", {"name": "山田 花子", "ticket_id": "A-1"})])
+    assert h.invoke(_events.chunk_record(body, "concert-doc", 0)) == {"batchItemFailures": []}
+
+    # Then the mail carries the attachments under their rendered names and the inline logo
+    (message,) = h.mail_to("hanako@example.jp")
+    assert [p.get_filename() for p in message.iter_attachments()] == ["ご案内.pdf", "チケット_山田 花子.pdf"]
+    (logo,) = [p for p in message.walk() if p.get("Content-ID") == "<logo>"]
+    assert logo.get_payload(decode=True) == b"logo.png"

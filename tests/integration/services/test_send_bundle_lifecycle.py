@@ -98,3 +98,38 @@ def test_a_redrive_restarts_the_age_of_the_bundles_its_messages_use(tmp_path, co
     expired = run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=4))
     assert bundle not in expired
     assert clients.s3.get_object(Bucket=stack.bucket, Key=bundle)["ContentType"] == "application/json"
+
+
+def test_a_redrive_restarts_the_age_of_the_files_its_messages_attach(tmp_path, config_file, clients, stack):
+    # Given a job with a shared file and one per recipient, its messages in the DLQ, every object 13 days old
+    folder = tmp_path / "files"
+    campaign = write_campaign(folder, people(2), extra="attachments:\n  - guide.pdf\n  - tickets/{{ token }}.pdf\n")
+    (folder / "guide.pdf").write_bytes(b"%PDF guide")
+    (folder / "tickets").mkdir()
+    for person in people(2):
+        (folder / "tickets" / f"{person['token']}.pdf").write_bytes(person["email"].encode())
+    assert main(["--config", config_file, "send", str(campaign), "--yes"]) == 0
+    for message in clients.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                               MessageAttributeNames=["All"])["Messages"]:
+        clients.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=message["Body"], MessageAttributes=message["MessageAttributes"])
+        clients.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    files = [o["Key"] for o in clients.s3.list_objects_v2(Bucket=stack.bucket)["Contents"] if o["Key"].startswith(("files/", "jobs/"))
+             and not o["Key"].endswith(".jsonl.gz")]
+    assert len(files) == 3  # the shared file and two tickets
+    for key in files:
+        age_object(stack.bucket, key, days=13)
+
+    # When the operator redrives them
+    assert main(["--config", config_file, "dlq", "redrive", "--yes"]) == 0
+
+    # Then no attached file expires while the redriven messages may still be waiting (4 days)
+    expired = run_lifecycle(clients.s3, stack.bucket, datetime.now(timezone.utc) + timedelta(days=4))
+    assert not set(files) & set(expired)
+    # And the mail goes out with both files
+    handler.install(None)
+    try:
+        LocalWorker(clients, wait_seconds=1).run(until_empty=True)
+    finally:
+        handler.install(None)
+    dead = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"

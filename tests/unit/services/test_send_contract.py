@@ -7,6 +7,7 @@ import json
 from mailctl.campaign import load_campaign
 from mailctl.services import send as service
 from mail_sender import contract
+from mail_sender.compose import load_bundle
 from tests.helpers import write_campaign
 
 
@@ -42,3 +43,31 @@ def test_the_bundle_send_uploads_is_one_the_sender_accepts(tmp_path):
     assert decoded["subject"] == campaign.templates.sources["subject"]
     assert decoded["from"] == "Example News <news@example.com>" and decoded["headers"] == {"X-Campaign": "test"}
     assert contract.bundle_key(digest) == f"bundles/{digest}.json"
+
+
+def test_a_campaign_with_files_makes_a_version_2_bundle_whose_sources_are_where_send_uploads(tmp_path):
+    # Given a campaign with a shared file, one per recipient, an s3:// one and an inline image
+    extra = ("attachments:\n  - files/ご案内.pdf\n  - tickets/{{ token }}.pdf\n  - s3://src-bucket/terms/{{ token }}.txt\n"
+             "inline:\n  logo: files/logo.png\n")
+    path = write_campaign(tmp_path, [{"email": "a@example.com", "name": "A", "token": "1"}], extra=extra,
+                          html='<img src="cid:logo"> {{ name }}\n')
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "ご案内.pdf").write_bytes(b"%PDF guide")
+    (tmp_path / "files" / "logo.png").write_bytes(b"\x89PNG")
+    campaign = load_campaign(path)
+
+    # When send writes the bundle for job j-1 and the sender loads it
+    body, _ = contract.encode_bundle({**campaign.bundle(), **campaign.files.bundle_fields("payloads", "j-1")})
+    loaded = load_bundle(contract.decode_bundle(body))
+
+    # Then it is version 2, and each file's location renders to the key send uploads it to
+    assert json.loads(body)["version"] == 2
+    context = {"email": "a@example.com", "name": "A", "token": "1"}
+    located = [(str(spec.locate(context)[0]), spec.locate(context)[1], spec.content_type, spec.cid) for spec in loaded.files]
+    guide, logo = (campaign.files.files[i].shared.key for i in (0, 3))
+    assert located == [
+        (f"s3://payloads/{guide}", "ご案内.pdf", "application/pdf", None),
+        ("s3://payloads/jobs/j-1/files/tickets/1.pdf", "1.pdf", "application/pdf", None),
+        ("s3://src-bucket/terms/1.txt", "1.txt", "text/plain", None),
+        (f"s3://payloads/{logo}", "logo.png", "image/png", "logo"),
+    ]
