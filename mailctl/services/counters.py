@@ -122,12 +122,24 @@ def delivery_fields(counts: JobCounts) -> dict[str, int]:
     }
 
 
-def differences(counts: JobCounts, from_records: dict[str, int]) -> list[str]:
-    """Every count that differs between the counters and the recount from the records, as
-    "name: counters N, records M"; empty when they agree."""
-    mine = {"sent": counts.sent, "failed": counts.failed, "skipped": counts.skipped, "unknown": counts.unknown,
+def _flat(counts: JobCounts) -> dict[str, int]:
+    return {"sent": counts.sent, "failed": counts.failed, "skipped": counts.skipped, "unknown": counts.unknown,
             **{f"failed:{code}": n for code, n in counts.failed_by_reason.items()},
             **delivery_fields(counts)}
-    names = sorted(set(mine) | set(from_records))
-    return [f"{name}: counters {mine.get(name, 0)}, records {from_records.get(name, 0)}"
-            for name in names if mine.get(name, 0) != from_records.get(name, 0)]
+
+
+def differences(before: JobCounts, from_records: dict[str, int], after: JobCounts | None = None) -> list[str]:
+    """Every count that differs between the counters and the recount from the records, as
+    "name: counters N, records M"; empty when they agree. With `after` (the counters read again
+    once the records were read), a job that moved during the recount is not drift: a record
+    count between the two readings is consistent."""
+    first = _flat(before)
+    last = _flat(after) if after is not None else first
+    names = sorted(set(first) | set(last) | set(from_records))
+    found = []
+    for name in names:
+        low, high = sorted((first.get(name, 0), last.get(name, 0)))
+        if not low <= from_records.get(name, 0) <= high:
+            shown = str(low) if low == high else f"{low}..{high}"
+            found.append(f"{name}: counters {shown}, records {from_records.get(name, 0)}")
+    return found

@@ -292,7 +292,9 @@ class JobState:
         else:
             self._count_from_records(manifest, result, purged_keys, now)
         if verify:
-            result.counter_drift = None if counts is None else counters.differences(counts, self._records_view(result))
+            # Counters read before and after the records: a sender finishing recipients meanwhile is no drift.
+            result.counter_drift = None if counts is None else counters.differences(
+                counts, self._records_view(result), counters.read(self.table, manifest))
         if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}

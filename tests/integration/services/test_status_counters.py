@@ -140,3 +140,31 @@ def test_verify_with_watch_is_a_usage_error(sender, clients, stack, config_file,
     put_job(clients, stack, counter_shards=8)
     code, _, err = status(config_file, capsys, "--verify", "--watch")
     assert code == 2 and err.startswith("error: --verify is a one-off recount")
+
+
+def test_a_recipient_finishing_during_the_recount_is_not_drift(sender, clients, stack, local_config):
+    # Given a counted job, and a recipient whose outcome lands (record and counter together)
+    # between verify's first reading of the counters and its reading of the records
+    from mailctl.services.status import JobState
+
+    put_job(clients, stack, counter_shards=8)
+    send_and_feed_back(sender, clients, stack)
+    service = JobState(clients, local_config)
+    table = service.table
+    real = table.counter_items
+    reads = {"n": 0}
+
+    def counters_then_progress(job_id, shards):
+        reads["n"] += 1
+        items = real(job_id, shards)
+        if reads["n"] == 1:  # the recipient finished right after this first reading
+            for item in items:
+                if item.get("sent"):
+                    item["sent"] -= 1
+                    break
+        return items
+
+    table.counter_items = counters_then_progress
+
+    # When verified / Then no drift is reported
+    assert service.status(JOB, include_queues=False, verify=True).counter_drift == []
