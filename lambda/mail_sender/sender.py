@@ -45,7 +45,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from mail_sender import failures
 from mail_sender.aws import ClientFactory
-from mail_sender.backoff import RETRYABLE, Backoff
+from mail_sender.backoff import PAUSED, RETRYABLE, Backoff
 from mail_sender.contract import (
     CHUNK_ATTRIBUTE,
     IDEMPOTENCY_KEY_PREFIX,
@@ -86,7 +86,7 @@ PARTITION_CACHE_SIZE = 256
 POISON = "poison"
 UNEXPECTED = "unexpected"
 # The kinds a record waits out (backoff.py) rather than failing toward the DLQ.
-WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT})
+WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT, PAUSED})
 # The SES failures that halt the rest of the invocation and make the job wait, strongest first.
 HALT_ORDER = (ACCOUNT, QUOTA, RATE)
 HALT_PRIORITY = (*HALT_ORDER, RETRYABLE)  # RETRYABLE: SES stopped answering
@@ -325,6 +325,8 @@ class Sender:
             job = self.state.job(chunk.job_id)
         except StateUnavailable as exc:
             raise RecordFailed(str(exc), RETRYABLE) from None
+        if job.paused:
+            raise RecordFailed(f"job paused by {job.paused_by}", PAUSED)
 
         counts = Counts()
         seen: set[str] = set()
@@ -378,7 +380,7 @@ class Sender:
         if counts.sent:
             self._no_longer_waiting(chunk.job_id)
         if problems:
-            kind = next((k for k in (*HALT_ORDER, UNEXPECTED) if k in problems), RETRYABLE)
+            kind = next((k for k in (*HALT_ORDER, UNEXPECTED, PAUSED) if k in problems), RETRYABLE)
             reasons = problems[kind]
             # The cause, not a consequence: a deferral only echoes what halted the invocation.
             first = scrub(next((r for r in reasons if not r.startswith("deferred")), reasons[0]))
@@ -523,11 +525,15 @@ class Sender:
             raise Deferred(halted[1], halted[0])
         # The job state again, right before the send (cached for at most JOB_CACHE_SECONDS): a
         # cancel bites within seconds even in the middle of a long chunk.
+        # A pause bites the same way: the recipient is left for the chunk's next delivery.
         try:
-            if self.state.job(chunk.job_id).cancelled:
-                return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+            current = self.state.job(chunk.job_id)
         except StateUnavailable as exc:
             raise Deferred(str(exc)) from None
+        if current.cancelled:
+            return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+        if current.paused:
+            raise Deferred(f"job paused by {current.paused_by}", PAUSED)
         try:
             message_id = self.ses.send_raw(
                 raw,

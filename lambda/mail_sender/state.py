@@ -16,6 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
+    JOB_PAUSED_AT,
+    JOB_PAUSED_BY,
     JOB_STATE_CANCELLED,
     JOB_WAITING_FOR,
     JOB_WAITING_REASON,
@@ -48,10 +50,15 @@ class JobInfo:
     exists: bool
     state: str | None = None
     shards: int = 1
+    paused_by: str | None = None  # set while the job is paused (mailctl pause JOB, the guard)
 
     @property
     def cancelled(self) -> bool:
         return self.state == JOB_STATE_CANCELLED
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_by is not None and not self.cancelled
 
 
 class StateStore(LazyClient):
@@ -86,8 +93,8 @@ class StateStore(LazyClient):
             item = self.client.get_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                ProjectionExpression="#state, idempotency_shards",
-                ExpressionAttributeNames={"#state": "state"},
+                ProjectionExpression="#state, idempotency_shards, #paused_at, #paused_by",
+                ExpressionAttributeNames={"#state": "state", "#paused_at": JOB_PAUSED_AT, "#paused_by": JOB_PAUSED_BY},
                 ConsistentRead=True,
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
@@ -100,6 +107,7 @@ class StateStore(LazyClient):
                 exists=True,
                 state=item.get("state", {}).get("S"),
                 shards=max(1, int(shards)) if shards else 1,
+                paused_by=(item.get(JOB_PAUSED_BY, {}).get("S") or "someone") if JOB_PAUSED_AT in item else None,
             )
         with self._lock:
             self._jobs[job_id] = (now, info)

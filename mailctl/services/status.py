@@ -28,7 +28,7 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mailctl.services import delivery
+from mailctl.services import delivery, job_pause
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
@@ -105,6 +105,8 @@ class JobStatus:
             return f"the enqueue was interrupted; resume it with: {self.resume_command}"
         if self.outlived_records:
             return "the job outlived its idempotency records: what happened to recipients without a record can no longer be read"
+        if self.state == contract.JOB_STATE_PAUSED and self.state_reason and not self.settled:
+            return f"the job is {self.state_reason}"
         if self.sender_paused and not self.settled:
             return "the sender is paused (event source mapping disabled); `mailctl resume` sends again"
         return None
@@ -331,7 +333,7 @@ class JobState:
         result.delivery = delivery.count(self.table, manifest, skipped_suppressed)
         result.state, result.state_reason = delivery.job_state(
             result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
-            paused=bool(result.sender_paused))
+            paused=bool(result.sender_paused), job_paused=job_pause.describe(manifest))
         delivery.settle(self.table, job_id, result.state)
         return result
 
@@ -350,7 +352,8 @@ class JobState:
                 continue
             records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
             manifest["done"] = done
-            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused)
+            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused,
+                                                                             job_pause.describe(manifest))
             delivery.settle(self.table, manifest["job_id"], manifest["state"])
         return manifests
 
