@@ -5,6 +5,7 @@ All in the one table (pk/sk, TTL on `expiration`); see contract.py for the layou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
     JOB_PAUSED_AT,
     JOB_PAUSED_BY,
+    JOB_PAUSED_REASON,
     JOB_STATE_CANCELLED,
     JOB_WAITING_FOR,
     JOB_WAITING_REASON,
@@ -206,12 +209,12 @@ class StateStore(LazyClient):
 
     # --- delivery events (the events handler) ---------------------------------------------------------
 
-    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> bool:
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> tuple[bool, str | None]:
         """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
 
-        True if written; False if the item already holds this event or a weightier one (a
-        duplicate, or a delivery arriving after the bounce). The rank makes the final state the
-        same whatever order the events arrive in."""
+        (True, the event it replaced or None) if written; (False, None) if the item already holds
+        this event or a weightier one (a duplicate, or a delivery arriving after the bounce). The
+        rank makes the final state the same whatever order the events arrive in."""
         names = {"#rank": "rank", "#expiration": "expiration"}
         values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
         sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
@@ -225,20 +228,80 @@ class StateStore(LazyClient):
                 sets.append(f"#a{index} = :a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            self.client.update_item(
+            old = self.client.update_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(#rank) OR #rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-            )
+                ReturnValues="UPDATED_OLD",
+            ).get("Attributes") or {}
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return False
+                return False, None
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        return True, old.get("event", {}).get("S")
+
+    # --- the guard's counters and pause (guard.py) ----------------------------------------------------
+
+    def count_outcomes(self, job_id: str, changes: dict[str, int]) -> dict[str, Any] | None:
+        """Adds to the job's guard counters; the manifest after the write (None: no manifest, as a
+        producer without one)."""
+        from mail_sender.guard import COUNTS
+
+        names = {"#counts": COUNTS, "#sk": SK_ATTR}
+        values: dict[str, Any] = {":zero": {"M": {}}}
+        # A map attribute must exist before ADD can reach into it: created empty on first use.
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #counts = if_not_exists(#counts, :zero)", ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            adds = []
+            values = {}
+            for index, (name, delta) in enumerate(changes.items()):
+                names[f"#c{index}"] = name
+                values[f":c{index}"] = {"N": str(delta)}
+                adds.append(f"#counts.#c{index} :c{index}")
+            response = self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="ADD " + ", ".join(adds), ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return None
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        return _plain(response["Attributes"])
+
+    def guard_pause(self, job_id: str, reason: str, verdict: dict[str, Any], override: str, at: str) -> bool:
+        """Pauses the job for the guard unless it is paused already, cancelled, or a manual resume
+        overrode these thresholds. True if this call paused it."""
+        from mail_sender.guard import OVERRIDE, PAUSED_BY, VERDICT
+
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #at = :at, #by = :by, #reason = :reason, #verdict = :verdict",
+                ConditionExpression=("attribute_exists(#sk) AND attribute_not_exists(#at) AND #state <> :cancelled"
+                                     " AND (attribute_not_exists(#override) OR #override <> :override)"),
+                ExpressionAttributeNames={"#at": JOB_PAUSED_AT, "#by": JOB_PAUSED_BY, "#reason": JOB_PAUSED_REASON,
+                                          "#verdict": VERDICT, "#sk": SK_ATTR, "#state": "state", "#override": OVERRIDE},
+                ExpressionAttributeValues={":at": {"S": at}, ":by": {"S": PAUSED_BY}, ":reason": {"S": reason},
+                                           ":verdict": {"S": json.dumps(verdict, sort_keys=True)},
+                                           ":cancelled": {"S": JOB_STATE_CANCELLED}, ":override": {"S": override}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        with self._lock:
+            self._jobs.pop(job_id, None)
         return True
 
     def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int) -> None:
@@ -305,3 +368,10 @@ class StateStore(LazyClient):
             if request:
                 raise StateUnavailable(f"reading the suppression list in table {self.table}: keys left unprocessed")
         return found
+
+
+_deserializer = TypeDeserializer()
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}

@@ -11,6 +11,7 @@ out of the DLQ (lambda/mail_sender/backoff.py, kind `paused`). Other jobs on the
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.session import Clients
 from mailctl.config import Config
 from mailctl.errors import NotFound, UserError
+from mail_sender import guard
 from mail_sender.contract import JOB_PAUSED_AT, JOB_PAUSED_BY, JOB_PAUSED_REASON, JOB_STATE_CANCELLED, JOB_STATE_COMPLETE
 
 RESUMED_AT = "resumed_at"
@@ -37,6 +39,23 @@ def operator() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def guard_report(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's guard for status: thresholds, counts and rates, the verdict that paused it, and
+    whether a manual resume overrides it."""
+    thresholds = guard.Thresholds.from_manifest(manifest.get(guard.GUARD))
+    if thresholds is None:
+        return None
+    counts = guard.Counts.from_manifest(manifest.get(guard.COUNTS))
+    verdict = manifest.get(guard.VERDICT)
+    return {
+        "thresholds": thresholds.as_dict(),
+        "outcomes": counts.outcomes, "bounces": counts.bounces, "complaints": counts.complaints,
+        "bounce_rate": round(counts.rate(counts.bounces), 6), "complaint_rate": round(counts.rate(counts.complaints), 6),
+        "verdict": json.loads(verdict) if isinstance(verdict, str) else None,
+        "overridden": guard.overridden(manifest, thresholds),
+    }
 
 
 def describe(manifest: dict[str, Any]) -> str | None:
@@ -78,16 +97,24 @@ def pause_job(config: Config, clients: Clients, job_id: str, by: str, reason: st
     return _result(job_id, updated or _manifest(table, job_id, config), changed=updated is not None)
 
 
-def resume_job(config: Config, clients: Clients, job_id: str, by: str, extra: dict[str, Any] | None = None) -> PauseResult:
-    """Resume the job; `extra` (the guard's override) is written in the same conditional update."""
+def resume_job(config: Config, clients: Clients, job_id: str, by: str) -> PauseResult:
+    """Resume the job. A manual resume overrides the guard for the job's thresholds; when the
+    operator's config holds other thresholds than the job, the job takes them instead (and the
+    guard judges it afresh with them)."""
     table = StateTable(clients.dynamodb, config.table)
     manifest = _manifest(table, job_id, config)
     if not manifest.get(JOB_PAUSED_AT):
         return _result(job_id, manifest, changed=False)
     now = _now()
-    updated = table.update_manifest_if(job_id, {RESUMED_AT: now, RESUMED_BY: by, "updated_at": now, **(extra or {})},
-                                       f"attribute_exists(#{JOB_PAUSED_AT})",
-                                       remove=(JOB_PAUSED_AT, JOB_PAUSED_BY, JOB_PAUSED_REASON))
+    fields: dict[str, Any] = {RESUMED_AT: now, RESUMED_BY: by, "updated_at": now}
+    remove = [JOB_PAUSED_AT, JOB_PAUSED_BY, JOB_PAUSED_REASON, guard.VERDICT]
+    current, wanted = guard.Thresholds.from_manifest(manifest.get(guard.GUARD)), config.guard.thresholds()
+    if wanted is not None and wanted != current:
+        fields[guard.GUARD] = wanted.as_manifest()
+        remove.append(guard.OVERRIDE)
+    elif current is not None:
+        fields[guard.OVERRIDE] = current.fingerprint()
+    updated = table.update_manifest_if(job_id, fields, f"attribute_exists(#{JOB_PAUSED_AT})", remove=tuple(remove))
     return _result(job_id, updated or _manifest(table, job_id, config), changed=updated is not None)
 
 

@@ -47,7 +47,7 @@ from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, nor
 from mailctl.services import campaign_history
 from mailctl.services.job_identity import Checkpoint, Target, job_id_for, new_nonce
 from mailctl.services.job_lease import JobCancelled, Lease
-from mail_sender import contract
+from mail_sender import contract, guard
 from mail_sender.compose import compose, load_bundle, render
 from mail_sender.mime import SES_MAX_MESSAGE_BYTES, RecipientRejected
 from mail_sender.templating import Rendered, TemplateProblem
@@ -636,6 +636,7 @@ def enqueue_job(
             "campaign": campaign.model.model_dump_json(by_alias=True),
             "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
             "campaign_file": str(campaign.path),  # for the resume command `status` prints
+            guard.GUARD: thresholds.as_manifest() if (thresholds := config.guard.thresholds()) else None,
         })  # False when an identical send created it a moment ago: the claim below settles who enqueues
     lease = Lease(table, job_id, clock=clock)
     manifest = lease.claim()

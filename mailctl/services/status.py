@@ -82,6 +82,7 @@ class JobStatus:
     rate_per_second: float | None = None
     eta_seconds: float | None = None
     last_activity: float | None = None
+    guard: dict[str, Any] | None = None  # job_pause.guard_report: thresholds, counts, rates, verdict
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
@@ -129,6 +130,7 @@ class JobStatus:
             "skipped": self.skipped,
             "unknown": self.unknown,
             "waiting": self.waiting,
+            "guard": self.guard,
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
@@ -303,6 +305,7 @@ class JobState:
         if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
+        result.guard = job_pause.guard_report(manifest)
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
         without_record = max(0, result.recipients - result.records)
