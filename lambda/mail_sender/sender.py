@@ -325,7 +325,7 @@ class Sender:
             job = self.state.job(chunk.job_id)
         except StateUnavailable as exc:
             raise RecordFailed(str(exc), RETRYABLE) from None
-        if job.paused:
+        if job.paused and not job.holding_for_canary:
             raise RecordFailed(f"job paused by {job.paused_by}", PAUSED)
 
         counts = Counts()
@@ -345,13 +345,19 @@ class Sender:
         except StateUnavailable as exc:
             raise RecordFailed(str(exc), RETRYABLE) from None
 
+        problems: dict[str, list[str]] = {}
+        if job.holding_for_canary:
+            # The rest of a job held for its canary waits untouched: no idempotency record written.
+            held = [r for r in unique if not job.sends(r.key)]
+            if held:
+                problems[PAUSED] = ["deferred (held for the job's canary)"] * len(held)
+                unique = [r for r in unique if job.sends(r.key)]
         pool = self._executor()
         # The idempotent functions are looked up here, in one thread, so the cache needs no lock.
         futures = [
             pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r, suppressed)
             for r in unique
         ]
-        problems: dict[str, list[str]] = {}
         for recipient, future in zip(unique, futures):
             try:
                 result = future.result()
@@ -385,7 +391,7 @@ class Sender:
             # The cause, not a consequence: a deferral only echoes what halted the invocation.
             first = scrub(next((r for r in reasons if not r.startswith("deferred")), reasons[0]))
             raise RecordFailed(
-                f"{counts.not_sent} of {len(unique)} recipients not sent yet, e.g. {first}",
+                f"{counts.not_sent} of {len(seen)} recipients not sent yet, e.g. {first}",
                 kind,
             )
         return counts
@@ -532,7 +538,7 @@ class Sender:
             raise Deferred(str(exc)) from None
         if current.cancelled:
             return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
-        if current.paused:
+        if not current.sends(recipient.key):
             raise Deferred(f"job paused by {current.paused_by}", PAUSED)
         try:
             message_id = self.ses.send_raw(

@@ -16,6 +16,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mail_sender import canary
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
     JOB_PAUSED_AT,
@@ -53,7 +54,8 @@ class JobInfo:
     exists: bool
     state: str | None = None
     shards: int = 1
-    paused_by: str | None = None  # set while the job is paused (mailctl pause JOB, the guard)
+    paused_by: str | None = None  # set while the job is paused (mailctl pause JOB, the guard, a canary)
+    canary: tuple[str, int] | None = None  # (seed, cutoff): canary.py
 
     @property
     def cancelled(self) -> bool:
@@ -62,6 +64,17 @@ class JobInfo:
     @property
     def paused(self) -> bool:
         return self.paused_by is not None and not self.cancelled
+
+    @property
+    def holding_for_canary(self) -> bool:
+        """Held for its canary: the canary's recipients are sent, the rest waits."""
+        return self.paused and self.paused_by == canary.PAUSED_BY and self.canary is not None
+
+    def sends(self, recipient_key: str) -> bool:
+        """Whether this recipient may be sent now (a cancelled job's are skipped elsewhere)."""
+        if not self.paused:
+            return True
+        return self.holding_for_canary and canary.is_canary(self.canary[0], self.canary[1], recipient_key)
 
 
 class StateStore(LazyClient):
@@ -96,8 +109,9 @@ class StateStore(LazyClient):
             item = self.client.get_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                ProjectionExpression="#state, idempotency_shards, #paused_at, #paused_by",
-                ExpressionAttributeNames={"#state": "state", "#paused_at": JOB_PAUSED_AT, "#paused_by": JOB_PAUSED_BY},
+                ProjectionExpression="#state, idempotency_shards, #paused_at, #paused_by, #canary",
+                ExpressionAttributeNames={"#state": "state", "#paused_at": JOB_PAUSED_AT, "#paused_by": JOB_PAUSED_BY,
+                                          "#canary": canary.CANARY},
                 ConsistentRead=True,
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
@@ -111,6 +125,7 @@ class StateStore(LazyClient):
                 state=item.get("state", {}).get("S"),
                 shards=max(1, int(shards)) if shards else 1,
                 paused_by=(item.get(JOB_PAUSED_BY, {}).get("S") or "someone") if JOB_PAUSED_AT in item else None,
+                canary=_canary_of(item.get(canary.CANARY, {}).get("M")),
             )
         with self._lock:
             self._jobs[job_id] = (now, info)
@@ -371,6 +386,13 @@ class StateStore(LazyClient):
 
 
 _deserializer = TypeDeserializer()
+
+
+def _canary_of(value: dict[str, Any] | None) -> tuple[str, int] | None:
+    try:
+        return (value["seed"]["S"], int(value["cutoff"]["S"])) if value else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class PauseResult:
 def pause_job(config: Config, clients: Clients, job_id: str, by: str, reason: str | None = None) -> PauseResult:
     """Pause the job. Pausing a paused job changes nothing (the first pause's who and when stay)."""
     table = StateTable(clients.dynamodb, config.table)
-    manifest = _manifest(table, job_id, config)
+    manifest = manifest_of(table, job_id, config)
     if manifest.get("state") in (JOB_STATE_CANCELLED, JOB_STATE_COMPLETE):
         raise UserError(f"job {job_id} is {manifest['state']}: nothing left to pause")
     if manifest.get(JOB_PAUSED_AT):
@@ -94,7 +94,7 @@ def pause_job(config: Config, clients: Clients, job_id: str, by: str, reason: st
         fields[JOB_PAUSED_REASON] = reason
     updated = table.update_manifest_if(job_id, fields, f"attribute_not_exists(#{JOB_PAUSED_AT})",
                                        remove=() if reason else (JOB_PAUSED_REASON,))
-    return _result(job_id, updated or _manifest(table, job_id, config), changed=updated is not None)
+    return _result(job_id, updated or manifest_of(table, job_id, config), changed=updated is not None)
 
 
 def resume_job(config: Config, clients: Clients, job_id: str, by: str) -> PauseResult:
@@ -102,7 +102,7 @@ def resume_job(config: Config, clients: Clients, job_id: str, by: str) -> PauseR
     operator's config holds other thresholds than the job, the job takes them instead (and the
     guard judges it afresh with them)."""
     table = StateTable(clients.dynamodb, config.table)
-    manifest = _manifest(table, job_id, config)
+    manifest = manifest_of(table, job_id, config)
     if not manifest.get(JOB_PAUSED_AT):
         return _result(job_id, manifest, changed=False)
     now = _now()
@@ -115,10 +115,10 @@ def resume_job(config: Config, clients: Clients, job_id: str, by: str) -> PauseR
     elif current is not None:
         fields[guard.OVERRIDE] = current.fingerprint()
     updated = table.update_manifest_if(job_id, fields, f"attribute_exists(#{JOB_PAUSED_AT})", remove=tuple(remove))
-    return _result(job_id, updated or _manifest(table, job_id, config), changed=updated is not None)
+    return _result(job_id, updated or manifest_of(table, job_id, config), changed=updated is not None)
 
 
-def _manifest(table: StateTable, job_id: str, config: Config) -> dict[str, Any]:
+def manifest_of(table: StateTable, job_id: str, config: Config) -> dict[str, Any]:
     manifest = table.get_manifest(job_id)
     if manifest is None:
         raise NotFound(f"job {job_id}: not found in table {config.table}", hint="`mailctl jobs` lists the jobs")

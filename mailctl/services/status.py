@@ -28,7 +28,7 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mailctl.services import delivery, job_pause
+from mailctl.services import canary, delivery, job_pause
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
@@ -83,6 +83,7 @@ class JobStatus:
     eta_seconds: float | None = None
     last_activity: float | None = None
     guard: dict[str, Any] | None = None  # job_pause.guard_report: thresholds, counts, rates, verdict
+    canary: dict[str, Any] | None = None  # services.canary.report: the canary's own counts and rates
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
@@ -131,6 +132,7 @@ class JobStatus:
             "unknown": self.unknown,
             "waiting": self.waiting,
             "guard": self.guard,
+            "canary": self.canary,
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
@@ -306,6 +308,8 @@ class JobState:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
         result.guard = job_pause.guard_report(manifest)
+        canary_report = canary.report(self.table, manifest)
+        result.canary = canary_report.as_dict() if canary_report else None
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
         without_record = max(0, result.recipients - result.records)

@@ -1,10 +1,12 @@
 """End to end, the guard: on `mailctl local up` with SES mailbox simulator addresses, a job whose
 list is 20% bounce addresses pauses itself with its reason while a job beside it keeps sending;
-a manual resume is an override, and nobody is lost or mailed twice."""
+a manual resume is an override, and nobody is lost or mailed twice. `--canary-wait` releases a
+clean canary and keeps a dirty one held, saying why."""
 
 from __future__ import annotations
 
 import time
+import json
 from collections import Counter
 
 import pytest
@@ -67,3 +69,35 @@ def test_a_list_with_20_percent_bounces_pauses_itself_beside_a_job_that_keeps_se
     assert done["guard"]["overridden"] is True
     counts = Counter(str(m["To"]) for m in stack.ses_messages())
     assert all(counts[r["email"]] == 1 for r in rows + clean_rows), [a for a in counts if counts[a] > 1]
+
+
+def mailed(stack, rows) -> Counter:
+    wanted = {r["email"] for r in rows}
+    return Counter(a for a in (str(m["To"]) for m in stack.ses_messages()) if a in wanted)
+
+
+def test_canary_wait_releases_a_clean_canary_and_keeps_a_dirty_one_held(stack, tmp_path):
+    # Given a clean list of 100, sent with a canary of 10 and --canary-wait
+    clean = rows_for("w", 100)
+    released = stack.mailctl("send", str(campaign(tmp_path / "clean", clean)), "--yes", "--canary", "10", "--canary-wait", "60s",
+                             "--json", timeout=120)
+    # Then it waited for the canary's outcomes, released the rest, and everyone is mailed once
+    job = json.loads(released.stdout)
+    assert job["canary_release"]["released"] is True and job["canary_release"]["canary"]["outcomes"] == 10
+    wait_until(stack, "100 mails", lambda: sum(mailed(stack, clean).values()) >= 100)
+    assert set(mailed(stack, clean).values()) == {1}
+
+    # Given a list of 100 with every third address a simulator bounce, sent the same way
+    dirty = rows_for("d", 100)
+    for n in range(0, 100, 3):
+        dirty[n] = {**dirty[n], "email": f"bounce+d{n}@simulator.amazonses.com"}
+    held = stack.mailctl("send", str(campaign(tmp_path / "dirty", dirty)), "--yes", "--canary", "20", "--canary-wait", "60s",
+                         expect=1, timeout=120)
+    # Then it stays held, the first line saying which rate, and only the canary was mailed
+    assert held.stderr.splitlines()[0].startswith("error: job ")
+    assert "stays held: the canary's permanent-bounce rate" in held.stderr
+    time.sleep(4)
+    assert sum(mailed(stack, dirty).values()) == 20
+    job_id = held.stdout.strip().splitlines()[-1]
+    status = stack.json("status", job_id)
+    assert status["state"] == "paused" and "permanent-bounce rate" in status["state_reason"]
