@@ -83,3 +83,15 @@ def test_a_manual_resume_overrides_the_guard_until_the_thresholds_change(tmp_pat
     after = table.get_manifest(job)
     assert guard.Thresholds.from_manifest(after[guard.GUARD]).bounce_rate == 0.02
     assert guard.OVERRIDE not in after
+
+
+def test_bad_canary_options_are_refused_before_anything_is_enqueued(tmp_path, config_file, clients, stack, capsys):
+    campaign = str(write_campaign(tmp_path / "c", people(10)))
+    for args, words in [(["--canary", "abc"], "--canary: 'abc' is not a count or a percentage"),
+                        (["--canary", "10"], "--canary 10: the job has only 10 recipients"),
+                        (["--canary-wait", "5m"], "--canary-wait goes with --canary"),
+                        (["--canary", "2", "--canary-wait", "soon"], "--canary-wait: 'soon' is not a duration")]:
+        assert main(["--config", config_file, "send", campaign, "--yes", *args]) == 2, args
+        assert words in capsys.readouterr().err.splitlines()[0]
+    assert "Messages" not in clients.sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=0)
+    assert StateTable(clients.dynamodb, stack.table).list_manifests() == []
