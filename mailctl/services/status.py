@@ -84,6 +84,7 @@ class JobStatus:
     last_activity: float | None = None
     guard: dict[str, Any] | None = None  # job_pause.guard_report: thresholds, counts, rates, verdict
     canary: dict[str, Any] | None = None  # services.canary.report: the canary's own counts and rates
+    job_paused: str | None = None  # this job's own pause (job_pause.describe), not the sender's switch
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
@@ -107,8 +108,8 @@ class JobStatus:
             return f"the enqueue was interrupted; resume it with: {self.resume_command}"
         if self.outlived_records:
             return "the job outlived its idempotency records: what happened to recipients without a record can no longer be read"
-        if self.state == contract.JOB_STATE_PAUSED and self.state_reason and not self.settled:
-            return f"the job is {self.state_reason}"
+        if self.job_paused and not self.settled:
+            return f"the job is {self.job_paused}"
         if self.sender_paused and not self.settled:
             return "the sender is paused (event source mapping disabled); `mailctl resume` sends again"
         return None
@@ -308,6 +309,7 @@ class JobState:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
         result.guard = job_pause.guard_report(manifest)
+        result.job_paused = job_pause.describe(manifest)
         canary_report = canary.report(self.table, manifest)
         result.canary = canary_report.as_dict() if canary_report else None
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
@@ -340,7 +342,7 @@ class JobState:
         result.delivery = delivery.count(self.table, manifest, skipped_suppressed)
         result.state, result.state_reason = delivery.job_state(
             result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
-            paused=bool(result.sender_paused), job_paused=job_pause.describe(manifest))
+            paused=bool(result.sender_paused), job_paused=result.job_paused)
         delivery.settle(self.table, job_id, result.state)
         return result
 
