@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import random
+import secrets
 import shutil
 import tempfile
 import threading
