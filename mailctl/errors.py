@@ -65,6 +65,10 @@ class Interrupted(OperationalError):
     prefix = ""
 
 
+class CanaryHeld(OperationalError):
+    """--canary-wait kept the job held: its canary did not come back clean (or in time). Exit 1."""
+
+
 class Aborted(OperationalError):
     """The operator answered no at a confirmation: nothing was changed. Exit 1."""
 

@@ -5,6 +5,7 @@ All in the one table (pk/sk, TTL on `expiration`); see contract.py for the layou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,10 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mail_sender import canary
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
+    JOB_PAUSED_AT,
+    JOB_PAUSED_BY,
+    JOB_PAUSED_REASON,
     JOB_STATE_CANCELLED,
     JOB_WAITING_FOR,
     JOB_WAITING_REASON,
@@ -48,10 +54,27 @@ class JobInfo:
     exists: bool
     state: str | None = None
     shards: int = 1
+    paused_by: str | None = None  # set while the job is paused (mailctl pause JOB, the guard, a canary)
+    canary: tuple[str, int] | None = None  # (seed, cutoff): canary.py
 
     @property
     def cancelled(self) -> bool:
         return self.state == JOB_STATE_CANCELLED
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_by is not None and not self.cancelled
+
+    @property
+    def holding_for_canary(self) -> bool:
+        """Held for its canary: the canary's recipients are sent, the rest waits."""
+        return self.paused and self.paused_by == canary.PAUSED_BY and self.canary is not None
+
+    def sends(self, recipient_key: str) -> bool:
+        """Whether this recipient may be sent now (a cancelled job's are skipped elsewhere)."""
+        if not self.paused:
+            return True
+        return self.holding_for_canary and canary.is_canary(self.canary[0], self.canary[1], recipient_key)
 
 
 class StateStore(LazyClient):
@@ -86,8 +109,9 @@ class StateStore(LazyClient):
             item = self.client.get_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                ProjectionExpression="#state, idempotency_shards",
-                ExpressionAttributeNames={"#state": "state"},
+                ProjectionExpression="#state, idempotency_shards, #paused_at, #paused_by, #canary",
+                ExpressionAttributeNames={"#state": "state", "#paused_at": JOB_PAUSED_AT, "#paused_by": JOB_PAUSED_BY,
+                                          "#canary": canary.CANARY},
                 ConsistentRead=True,
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
@@ -100,6 +124,8 @@ class StateStore(LazyClient):
                 exists=True,
                 state=item.get("state", {}).get("S"),
                 shards=max(1, int(shards)) if shards else 1,
+                paused_by=(item.get(JOB_PAUSED_BY, {}).get("S") or "someone") if JOB_PAUSED_AT in item else None,
+                canary=_canary_of(item.get(canary.CANARY, {}).get("M")),
             )
         with self._lock:
             self._jobs[job_id] = (now, info)
@@ -198,12 +224,12 @@ class StateStore(LazyClient):
 
     # --- delivery events (the events handler) ---------------------------------------------------------
 
-    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> bool:
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> tuple[bool, str | None]:
         """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
 
-        True if written; False if the item already holds this event or a weightier one (a
-        duplicate, or a delivery arriving after the bounce). The rank makes the final state the
-        same whatever order the events arrive in."""
+        (True, the event it replaced or None) if written; (False, None) if the item already holds
+        this event or a weightier one (a duplicate, or a delivery arriving after the bounce). The
+        rank makes the final state the same whatever order the events arrive in."""
         names = {"#rank": "rank", "#expiration": "expiration"}
         values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
         sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
@@ -217,20 +243,80 @@ class StateStore(LazyClient):
                 sets.append(f"#a{index} = :a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            self.client.update_item(
+            old = self.client.update_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(#rank) OR #rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-            )
+                ReturnValues="UPDATED_OLD",
+            ).get("Attributes") or {}
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return False
+                return False, None
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        return True, old.get("event", {}).get("S")
+
+    # --- the guard's counters and pause (guard.py) ----------------------------------------------------
+
+    def count_outcomes(self, job_id: str, changes: dict[str, int]) -> dict[str, Any] | None:
+        """Adds to the job's guard counters; the manifest after the write (None: no manifest, as a
+        producer without one)."""
+        from mail_sender.guard import COUNTS
+
+        names = {"#counts": COUNTS, "#sk": SK_ATTR}
+        values: dict[str, Any] = {":zero": {"M": {}}}
+        # A map attribute must exist before ADD can reach into it: created empty on first use.
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #counts = if_not_exists(#counts, :zero)", ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            adds = []
+            values = {}
+            for index, (name, delta) in enumerate(changes.items()):
+                names[f"#c{index}"] = name
+                values[f":c{index}"] = {"N": str(delta)}
+                adds.append(f"#counts.#c{index} :c{index}")
+            response = self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="ADD " + ", ".join(adds), ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return None
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        return _plain(response["Attributes"])
+
+    def guard_pause(self, job_id: str, reason: str, verdict: dict[str, Any], override: str, at: str) -> bool:
+        """Pauses the job for the guard unless it is paused already, cancelled, or a manual resume
+        overrode these thresholds. True if this call paused it."""
+        from mail_sender.guard import OVERRIDE, PAUSED_BY, VERDICT
+
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #at = :at, #by = :by, #reason = :reason, #verdict = :verdict",
+                ConditionExpression=("attribute_exists(#sk) AND attribute_not_exists(#at) AND #state <> :cancelled"
+                                     " AND (attribute_not_exists(#override) OR #override <> :override)"),
+                ExpressionAttributeNames={"#at": JOB_PAUSED_AT, "#by": JOB_PAUSED_BY, "#reason": JOB_PAUSED_REASON,
+                                          "#verdict": VERDICT, "#sk": SK_ATTR, "#state": "state", "#override": OVERRIDE},
+                ExpressionAttributeValues={":at": {"S": at}, ":by": {"S": PAUSED_BY}, ":reason": {"S": reason},
+                                           ":verdict": {"S": json.dumps(verdict, sort_keys=True)},
+                                           ":cancelled": {"S": JOB_STATE_CANCELLED}, ":override": {"S": override}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        with self._lock:
+            self._jobs.pop(job_id, None)
         return True
 
     def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int) -> None:
@@ -297,3 +383,17 @@ class StateStore(LazyClient):
             if request:
                 raise StateUnavailable(f"reading the suppression list in table {self.table}: keys left unprocessed")
         return found
+
+
+_deserializer = TypeDeserializer()
+
+
+def _canary_of(value: dict[str, Any] | None) -> tuple[str, int] | None:
+    try:
+        return (value["seed"]["S"], int(value["cutoff"]["S"])) if value else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}

@@ -28,7 +28,7 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mailctl.services import delivery
+from mailctl.services import canary, delivery, job_pause
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
@@ -82,6 +82,9 @@ class JobStatus:
     rate_per_second: float | None = None
     eta_seconds: float | None = None
     last_activity: float | None = None
+    guard: dict[str, Any] | None = None  # job_pause.guard_report: thresholds, counts, rates, verdict
+    canary: dict[str, Any] | None = None  # services.canary.report: the canary's own counts and rates
+    job_paused: str | None = None  # this job's own pause (job_pause.describe), not the sender's switch
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
@@ -105,6 +108,8 @@ class JobStatus:
             return f"the enqueue was interrupted; resume it with: {self.resume_command}"
         if self.outlived_records:
             return "the job outlived its idempotency records: what happened to recipients without a record can no longer be read"
+        if self.job_paused and not self.settled:
+            return f"the job is {self.job_paused}"
         if self.sender_paused and not self.settled:
             return "the sender is paused (event source mapping disabled); `mailctl resume` sends again"
         return None
@@ -127,6 +132,8 @@ class JobStatus:
             "skipped": self.skipped,
             "unknown": self.unknown,
             "waiting": self.waiting,
+            "guard": self.guard,
+            "canary": self.canary,
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
@@ -301,6 +308,10 @@ class JobState:
         if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
+        result.guard = job_pause.guard_report(manifest)
+        result.job_paused = job_pause.describe(manifest)
+        canary_report = canary.report(self.table, manifest)
+        result.canary = canary_report.as_dict() if canary_report else None
         result.in_progress, result.stale_in_progress = states[IN_PROGRESS], states[STALE]
         result.expired = expired
         without_record = max(0, result.recipients - result.records)
@@ -331,7 +342,7 @@ class JobState:
         result.delivery = delivery.count(self.table, manifest, skipped_suppressed)
         result.state, result.state_reason = delivery.job_state(
             result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
-            paused=bool(result.sender_paused))
+            paused=bool(result.sender_paused), job_paused=result.job_paused)
         delivery.settle(self.table, job_id, result.state)
         return result
 
@@ -350,7 +361,8 @@ class JobState:
                 continue
             records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
             manifest["done"] = done
-            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused)
+            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused,
+                                                                             job_pause.describe(manifest))
             delivery.settle(self.table, manifest["job_id"], manifest["state"])
         return manifests
 
