@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mailctl.errors import ConfigError
 # The sender's own defaults: the local worker and the Lambda must agree with `mailctl doctor`.
+from mail_sender import guard
 from mail_sender.settings import (
     DEFAULT_IDEMPOTENCY_EXPIRY_SECONDS,
     DEFAULT_MAX_BACKOFF_SECONDS,
@@ -62,6 +63,19 @@ class SenderSettings(_Strict):
     timeout_seconds: int = Field(default=60, ge=3, le=900, description="the function's timeout")
 
 
+class GuardSettings(_Strict):
+    """The guard (lambda/mail_sender/guard.py): a job passing a rate pauses itself. Written into
+    each job's manifest when it is sent; `mailctl resume JOB` brings a job's thresholds up to date."""
+
+    bounce_rate: float = Field(default=guard.DEFAULT_BOUNCE_RATE, gt=0, lt=1, description="permanent bounces / outcomes (SES reviews at 5%)")
+    complaint_rate: float = Field(default=guard.DEFAULT_COMPLAINT_RATE, gt=0, lt=1, description="complaints / outcomes (SES reviews at 0.1%)")
+    min_outcomes: int = Field(default=guard.DEFAULT_MIN_OUTCOMES, ge=1, description="outcomes before the guard judges a job")
+    enabled: bool = True
+
+    def thresholds(self) -> guard.Thresholds | None:
+        return guard.Thresholds(self.bounce_rate, self.complaint_rate, self.min_outcomes) if self.enabled else None
+
+
 class Config(_Strict):
     aws: AwsSettings = AwsSettings()
     queue: str = "mailctl-jobs"
@@ -74,6 +88,7 @@ class Config(_Strict):
     events_function: str = "mailctl-events"
     sending: SendingSettings = SendingSettings()
     sender: SenderSettings = SenderSettings()
+    guard: GuardSettings = GuardSettings()
     source: str | None = Field(default=None, exclude=True, description="the file this was read from")
 
 

@@ -69,6 +69,10 @@ class CounterDrift(OperationalError):
     """`status --verify`: the job's counters disagree with its records. Exit 1."""
 
 
+class CanaryHeld(OperationalError):
+    """--canary-wait kept the job held: its canary did not come back clean (or in time). Exit 1."""
+
+
 class Aborted(OperationalError):
     """The operator answered no at a confirmation: nothing was changed. Exit 1."""
 

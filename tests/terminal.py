@@ -93,6 +93,9 @@ def run_in_terminal(args: list[str], *, env: dict[str, str], cwd: Path, columns:
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin, stdout and stderr are the terminal
         try:
+            # A test run started in the background (CI, `cmd &`) ignores SIGINT, and an ignored
+            # signal stays ignored across exec: give the command a terminal's usual Ctrl-C.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.chdir(cwd)
             os.execve(sys.executable, [sys.executable, "-m", "mailctl", *args], {**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})
         finally:

@@ -29,6 +29,7 @@ WAITS_ATTRIBUTE = "mailctl.waits"
 MAX_VISIBILITY_SECONDS = 12 * 3600  # SQS's limit for ChangeMessageVisibility
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 RETRYABLE = "retryable"  # not attempted, or a store (DynamoDB, S3) failed: not SES's doing
+PAUSED = "paused"  # the job is paused (mailctl pause JOB, the guard): its records wait for a resume
 # First wait and ceiling, by kind: a throttle passes in seconds, a person fixes an identity in
 # minutes, a 24-hour quota frees over hours.
 SCHEDULE = {
@@ -37,6 +38,8 @@ SCHEDULE = {
     RATE: (1, 300),
     ACCOUNT: (60, MAX_VISIBILITY_SECONDS),
     QUOTA: (900, MAX_VISIBILITY_SECONDS),
+    # A paused job waits on a person; its ceiling is how long a resume may take to be felt.
+    PAUSED: (30, 300),
 }
 # Copy a record this many receives before maxReceiveCount: one spare for a receive whose
 # invocation crashed before it could hold the record back.

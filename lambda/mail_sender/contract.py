@@ -230,6 +230,12 @@ IDEMPOTENCY_KEY_PREFIX = "recipient"
 JOB_WAITING_FOR = "waiting_for"
 JOB_WAITING_REASON = "waiting_reason"
 JOB_WAITING_UNTIL = "waiting_until"
+# A paused job (mailctl pause JOB, or the guard): its manifest carries who or what paused it, when
+# and why. The sender sends none of its recipients while `paused_at` is set; the state itself
+# (enqueueing/enqueued/...) is left alone, so a pause never races the enqueue's conditional writes.
+JOB_PAUSED_AT = "paused_at"
+JOB_PAUSED_BY = "paused_by"
+JOB_PAUSED_REASON = "paused_reason"
 # The sender's shared send budget: pk=PACING_PK, sk=<scope>#<window>, a counter `used` per window.
 PACING_PK = "pacing"
 

@@ -1,35 +1,41 @@
-"""Exact per-job counters, written in the same DynamoDB transaction as the outcome they count.
+"""Exact per-job counters, derived from the state table's stream.
 
-A job enqueued with `counter_shards` N on its manifest keeps N counter items, each its own
-partition key "counts#<job>#<n>" (sk "counts"; n = the recipient's record hash mod N), so that
-`mailctl status` reads N items (one BatchGetItem) instead of every record. A partition key takes
-about 1,000 write units/s and a transactional write costs 2 units: N = 16 carries a job sending
-at 5,000/s with ~310 writes (~625 units) a second on each.
+Every outcome the system records already lands in the state table as an item: the recipient's
+Powertools idempotency record (INPROGRESS, then COMPLETED with the outcome) and its delivery item
+(the weightiest SES event, the first open and click). DynamoDB Streams carries each change of those
+items once, in order per item, with the image before and after. The counters function
+(counters_handler.py) adds, per stream record, what the item counts for after the change minus
+what it counted for before. So the counters are a function of the items themselves: a redelivered
+SQS message, a duplicate or reordered SES event, or a redrive that changes no item changes no
+count, and a crash between any two of the sender's writes leaves a record whose change is in the
+stream either way.
 
-Exactness: a counter moves only inside a TransactWriteItems whose other write is the outcome's own
-transition, conditional on the previous state:
-- the sender's outcome: Powertools' INPROGRESS -> COMPLETED update of the idempotency record
-  (subclassed below), conditional on the record still being INPROGRESS. A replay (redelivery,
-  duplicate, redrive) is answered from the COMPLETED record by Powertools without this write; a
-  crash before the transaction leaves the record INPROGRESS and the counter untouched, and the
-  retry counts it; a second invocation that took over an expired INPROGRESS record loses the
-  condition and changes neither (the first outcome stands in both).
-- a delivery event: the delivery item's rank update, conditional on the rank and event read just
-  before (a concurrent writer makes the condition fail; we read again). The old event's counter
-  goes down and the new one's up in the same transaction, so duplicates and reordering (a lower
-  rank arriving later changes nothing) leave the counts equal to the items.
-- the first open/click: conditional on the attribute being absent.
-Cost per recipient sent: a transaction of two items is 2 x 2 = 4 write units, against the 1 unit
-of Powertools' plain update it replaces: 5 instead of 2 for the outcome (see docs/benchmarks.md).
+What makes applying the stream exact is the checkpoint. Lambda delivers a stream shard's records in
+order, at least once: a failed batch is retried from its first record, and a retried record may
+come again in any order. Each counter item keeps, per stream shard, the sequence number of the last
+record it applied (`seq#<shard id>`); an update adds only records after it and moves it, under a
+condition on its old value. A record applied once is never applied again, however it comes back.
+The shard id reaches the function because the event source mapping has a tumbling window (the
+window's events carry `shardId`); the function keeps no window state.
+
+Layout: `counter_shards` (16) items per job, pk "counts#<job>#<n>", sk "counts", n = a hash of the
+stream shard id. A counter item takes one write per batch of its job's records from a stream shard
+(a batch is up to 1,000 records), not one per recipient: a job sending 5,000/s puts a few writes a
+second on each, far under a partition key's ~1,000/s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from botocore.exceptions import ClientError
+
+from mail_sender.aws import ClientFactory, LazyClient, error_code
+from mail_sender.contract import DELIVERY_KEY_PREFIX, IDEMPOTENCY_KEY_PREFIX
 
 COUNTS_PK_PREFIX = "counts"
 COUNTER_SHARDS = 16  # manifests of new jobs carry it; absent means "count from the records"
@@ -42,10 +48,18 @@ SKIPPED_PREFIX = "skipped:"
 EVENT_PREFIX = "event:"  # event:<delivery outcome> (the weightiest event recorded per recipient)
 ENGAGEMENT = ("opened_at", "clicked_at")
 LAST_AT, FIRST_AT = "last_at", "first_at"  # outcome times (epoch s): status's average rate
+CHECKPOINT_PREFIX = "seq#"  # seq#<stream shard id>: the last sequence number applied from that shard
 REASON_CODE_LIMIT = 80
-TRANSACTION_CANCELLED = "TransactionCanceledException"
-CONDITION_FAILED = "ConditionalCheckFailed"
-EVENT_ATTEMPTS = 8
+# Stream sequence numbers are decimal strings of varying length; zero-padded, DynamoDB's string
+# order is their numeric order, so the checkpoint's condition can compare them.
+SEQUENCE_WIDTH = 48
+# DynamoDB's TTL deletes show this principal: an expired record leaves the table, not the counts.
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+JOB_PARTITION_PREFIX = "job#"
+RECORD_SK_PREFIX = IDEMPOTENCY_KEY_PREFIX + "#"
+DELIVERY_SK_PREFIX = DELIVERY_KEY_PREFIX + "#"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+APPLY_ATTEMPTS = 8
 
 
 def counts_partition(job_id: str, shard: int) -> str:
@@ -57,13 +71,9 @@ def counter_keys(job_id: str, shards: int) -> list[dict[str, Any]]:
     return [{"pk": {"S": counts_partition(job_id, n)}, "sk": {"S": COUNTER_SK}} for n in range(shards)]
 
 
-def counter_shard(sort_key: str, shards: int) -> int:
-    """The recipient's counter item: from the md5 that ends its record or delivery sort key."""
-    digest = sort_key.rsplit("#", 1)[-1]
-    try:
-        return int(digest[-8:], 16) % shards
-    except ValueError:
-        return 0
+def counter_shard(stream_shard_id: str, shards: int = COUNTER_SHARDS) -> int:
+    """The counter item a stream shard writes a job's counts to."""
+    return int.from_bytes(hashlib.blake2b(stream_shard_id.encode(), digest_size=4).digest(), "big") % shards
 
 
 def reason_code(reason: str | None) -> str:
@@ -86,85 +96,178 @@ def outcome_attributes(outcome: dict[str, Any]) -> list[str]:
     return names
 
 
-@dataclass(frozen=True)
-class CounterTarget:
-    """Where one job's counters live."""
+def job_of(partition: str) -> str | None:
+    """The job of a record or delivery item's partition: "job#<job>" or "job#<job>#<shard>"."""
+    if not partition.startswith(JOB_PARTITION_PREFIX):
+        return None
+    rest = partition[len(JOB_PARTITION_PREFIX):]
+    head, _, tail = rest.rpartition("#")
+    return head if head and tail.isdigit() else rest
 
-    table: str
-    job_id: str
-    shards: int
 
-    def key(self, sort_key: str) -> dict[str, Any]:
-        return {"pk": {"S": counts_partition(self.job_id, counter_shard(sort_key, self.shards))}, "sk": {"S": COUNTER_SK}}
+def contribution(image: dict[str, Any] | None) -> tuple[Counter, float | None]:
+    """What one item (wire shape) counts for in its job's counters, and its outcome's time."""
+    counts: Counter = Counter()
+    if not image:
+        return counts, None
+    sort_key = image.get("sk", {}).get("S", "")
+    if sort_key.startswith(RECORD_SK_PREFIX):
+        if image.get("status", {}).get("S") != "COMPLETED":
+            return counts, None  # in progress: not an outcome yet
+        try:
+            outcome = json.loads(image.get("data", {}).get("S") or "")
+        except ValueError:
+            outcome = None
+        if not isinstance(outcome, dict):
+            outcome = {"outcome": "failed", "reason": "completed record without a readable outcome"}
+        counts.update(outcome_attributes(outcome))
+        at = outcome.get("at")
+        return counts, float(at) if isinstance(at, (int, float)) else None
+    if sort_key.startswith(DELIVERY_SK_PREFIX):
+        event = image.get("event", {}).get("S")
+        if event:
+            counts[EVENT_PREFIX + event] += 1
+        for name in ENGAGEMENT:
+            if name in image:
+                counts[name] += 1
+    return counts, None
 
-    def update(self, sort_key: str, deltas: dict[str, int], at: float | None = None) -> dict[str, Any]:
-        """The counter half of a transaction: ADD each delta (and keep the latest outcome time)."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        adds = []
-        for index, (name, delta) in enumerate(deltas.items()):
-            names[f"#c{index}"] = name
-            values[f":c{index}"] = {"N": str(delta)}
-            adds.append(f"#c{index} :c{index}")
-        expression = "ADD " + ", ".join(adds)
+
+@dataclass
+class JobDelta:
+    """What a run of stream records changes in one job's counts from one stream shard."""
+
+    counts: Counter = field(default_factory=Counter)
+    first_sequence: str = ""
+    last_sequence: str = ""
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def add(self, sequence: str, change: Counter, at: float | None) -> None:
+        self.first_sequence = self.first_sequence or sequence
+        self.last_sequence = sequence
+        self.counts.update(change)
         if at is not None:
-            names["#last"], names["#first"] = LAST_AT, FIRST_AT
-            values[":at"] = {"N": repr(float(at))}
-            expression = "SET #last = :at, #first = if_not_exists(#first, :at) " + expression
-        return {"Update": {"TableName": self.table, "Key": self.key(sort_key), "UpdateExpression": expression,
-                           "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+            self.first_at = at if self.first_at is None else min(self.first_at, at)
+            self.last_at = at if self.last_at is None else max(self.last_at, at)
 
 
-def condition_failed_first(exc: Exception) -> bool:
-    """A cancelled transaction whose first item (the outcome's own write) lost its condition."""
-    response = getattr(exc, "response", {}) or {}
-    if response.get("Error", {}).get("Code") != TRANSACTION_CANCELLED:
-        return False
-    reasons = response.get("CancellationReasons") or []
-    if reasons:
-        return (reasons[0] or {}).get("Code") == CONDITION_FAILED
-    # Some clients give only the message: "... [ConditionalCheckFailed, None]"
-    message = response.get("Error", {}).get("Message", "")
-    return "[ConditionalCheckFailed" in message
+def padded(sequence: str) -> str:
+    return sequence.zfill(SEQUENCE_WIDTH)
 
 
-class CountingPersistenceLayer(DynamoDBPersistenceLayer):
-    """Powertools' DynamoDB layer whose INPROGRESS -> COMPLETED update also counts the outcome.
+def record_change(record: dict[str, Any]) -> tuple[str, str, Counter, float | None] | None:
+    """One stream record as (job, padded sequence number, count changes, outcome time); None for
+    a record that counts for nothing (another kind of item, or DynamoDB's TTL deleting one)."""
+    stream = record.get("dynamodb") or {}
+    partition = (stream.get("Keys") or {}).get("pk", {}).get("S", "")
+    job_id = job_of(partition)
+    if job_id is None:
+        return None
+    identity = record.get("userIdentity") or {}
+    if record.get("eventName") == "REMOVE" and identity.get("principalId") == TTL_PRINCIPAL:
+        return None
+    after, at = contribution(stream.get("NewImage"))
+    before, _ = contribution(stream.get("OldImage"))
+    change = Counter(after)
+    change.subtract(before)
+    return job_id, padded(str(stream.get("SequenceNumber", "0"))), Counter({k: v for k, v in change.items() if v}), at
 
-    Only `_update_record` changes (Powertools calls it from save_success, once per fresh
-    execution; replays never reach it). INPROGRESS puts and deletes stay Powertools' own."""
 
-    def __init__(self, *args: Any, counters: CounterTarget, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.counters = counters
+def job_deltas(records: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, Counter, float | None]]]:
+    """The batch's records grouped by job, in stream order (changes may be empty: they still move
+    the checkpoint only if something else is written)."""
+    grouped: dict[str, list[tuple[str, Counter, float | None]]] = {}
+    for record in records:
+        found = record_change(record)
+        if found is None:
+            continue
+        job_id, sequence, change, at = found
+        if change:
+            grouped.setdefault(job_id, []).append((sequence, change, at))
+    return grouped
 
-    def _update_record(self, data_record) -> None:
-        try:
-            outcome = json.loads(data_record.response_data)
-        except (TypeError, ValueError):
-            outcome = {}
-        key = self._get_key(data_record.idempotency_key)
-        sort_key = key[self.sort_key_attr]["S"]
-        at = outcome.get("at") if isinstance(outcome.get("at"), (int, float)) else None
-        record_update = {
-            "TableName": self.table_name,
-            "Key": key,
-            "UpdateExpression": "SET #response_data = :response_data, #expiry = :expiry, #status = :status",
-            "ConditionExpression": "#status = :in_progress",
-            "ExpressionAttributeNames": {"#expiry": self.expiry_attr, "#response_data": self.data_attr, "#status": self.status_attr},
-            "ExpressionAttributeValues": {
-                ":expiry": {"N": str(data_record.expiry_timestamp)},
-                ":response_data": {"S": data_record.response_data},
-                ":status": {"S": data_record.status},
-                ":in_progress": {"S": "INPROGRESS"},
-            },
-        }
-        deltas = {name: 1 for name in outcome_attributes(outcome if isinstance(outcome, dict) else {})}
-        try:
-            self.client.transact_write_items(TransactItems=[{"Update": record_update}, self.counters.update(sort_key, deltas, at)])
-        except Exception as exc:  # botocore's ClientError; anything else propagates as Powertools expects
-            if condition_failed_first(exc):
-                # Not INPROGRESS any more: another invocation completed (and counted) it first.
-                return
-            raise
 
+def fold(changes: list[tuple[str, Counter, float | None]], after: str = "") -> JobDelta | None:
+    """The changes after sequence `after` (padded), summed; None if none is left."""
+    delta = JobDelta()
+    for sequence, change, at in changes:
+        if sequence > after:
+            delta.add(sequence, change, at)
+    return delta if delta.last_sequence else None
+
+
+def counter_update(table: str, job_id: str, stream_shard_id: str, delta: JobDelta,
+                   expected: str | None) -> dict[str, Any]:
+    """The UpdateItem that applies `delta` to the job's counter item for this stream shard, if its
+    checkpoint is still `expected` (None: the optimistic first try, "before the delta's first
+    record")."""
+    names: dict[str, str] = {"#ck": CHECKPOINT_PREFIX + stream_shard_id}
+    values: dict[str, Any] = {":last": {"S": delta.last_sequence}}
+    sets = ["#ck = :last"]
+    adds = []
+    for index, (name, n) in enumerate(sorted(delta.counts.items())):
+        names[f"#c{index}"] = name
+        values[f":c{index}"] = {"N": str(n)}
+        adds.append(f"#c{index} :c{index}")
+    if delta.last_at is not None:
+        names["#last"], names["#first"] = LAST_AT, FIRST_AT
+        values[":last_at"], values[":first_at"] = {"N": repr(delta.last_at)}, {"N": repr(delta.first_at)}
+        sets += ["#last = :last_at", "#first = if_not_exists(#first, :first_at)"]
+    if expected is None:
+        condition = "attribute_not_exists(#ck) OR #ck < :first"
+        values[":first"] = {"S": delta.first_sequence}
+    elif expected == "":
+        condition = "attribute_not_exists(#ck)"
+    else:
+        condition = "#ck = :expected"
+        values[":expected"] = {"S": expected}
+    expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
+    return {"TableName": table, "Key": counter_keys(job_id, COUNTER_SHARDS)[counter_shard(stream_shard_id)],
+            "UpdateExpression": expression, "ConditionExpression": condition,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+
+class CounterWriter(LazyClient):
+    """Applies stream batches to the counters, exactly once per record (see the module's doc)."""
+
+    service = "dynamodb"
+
+    def __init__(self, table: str, client: Any = None, factory: ClientFactory | None = None):
+        super().__init__(client, factory)
+        self.table = table
+        self.writes = 0
+        self.reads = 0
+
+    def apply(self, stream_shard_id: str, records: list[dict[str, Any]]) -> int:
+        """Applies one batch from one stream shard; the number of counter items written."""
+        written = 0
+        for job_id, changes in job_deltas(records).items():
+            written += self._apply_job(stream_shard_id, job_id, changes)
+        return written
+
+    def _apply_job(self, stream_shard_id: str, job_id: str, changes: list[tuple[str, Counter, float | None]]) -> int:
+        delta = fold(changes)
+        expected: str | None = None  # first try: the checkpoint is before this batch (the usual case)
+        for _ in range(APPLY_ATTEMPTS):
+            if delta is None:
+                return 0  # every record of this job in the batch was applied before
+            try:
+                self.client.update_item(**counter_update(self.table, job_id, stream_shard_id, delta, expected))
+                self.writes += 1
+                return 1
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+            # A retried batch: some of its records were applied. Add only those after the checkpoint.
+            expected = self._checkpoint(job_id, stream_shard_id)
+            delta = fold(changes, after=expected)
+        raise RuntimeError(f"job {job_id}: the counter checkpoint of stream shard {stream_shard_id} kept moving")
+
+    def _checkpoint(self, job_id: str, stream_shard_id: str) -> str:
+        name = CHECKPOINT_PREFIX + stream_shard_id
+        item = self.client.get_item(TableName=self.table, Key=counter_keys(job_id, COUNTER_SHARDS)[counter_shard(stream_shard_id)],
+                                    ConsistentRead=True, ProjectionExpression="#ck",
+                                    ExpressionAttributeNames={"#ck": name}).get("Item") or {}
+        self.reads += 1
+        return item.get(name, {}).get("S", "")

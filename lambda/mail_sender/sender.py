@@ -45,7 +45,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from mail_sender import failures
 from mail_sender.aws import ClientFactory
-from mail_sender.backoff import RETRYABLE, Backoff
+from mail_sender.backoff import PAUSED, RETRYABLE, Backoff
 from mail_sender.contract import (
     CHUNK_ATTRIBUTE,
     IDEMPOTENCY_KEY_PREFIX,
@@ -86,7 +86,7 @@ PARTITION_CACHE_SIZE = 256
 POISON = "poison"
 UNEXPECTED = "unexpected"
 # The kinds a record waits out (backoff.py) rather than failing toward the DLQ.
-WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT})
+WAITING_KINDS = frozenset({RETRYABLE, RATE, QUOTA, ACCOUNT, PAUSED})
 # The SES failures that halt the rest of the invocation and make the job wait, strongest first.
 HALT_ORDER = (ACCOUNT, QUOTA, RATE)
 HALT_PRIORITY = (*HALT_ORDER, RETRYABLE)  # RETRYABLE: SES stopped answering
@@ -325,6 +325,8 @@ class Sender:
             job = self.state.job(chunk.job_id)
         except StateUnavailable as exc:
             raise RecordFailed(str(exc), RETRYABLE) from None
+        if job.paused and not job.holding_for_canary:
+            raise RecordFailed(f"job paused by {job.paused_by}", PAUSED)
 
         counts = Counts()
         seen: set[str] = set()
@@ -343,13 +345,19 @@ class Sender:
         except StateUnavailable as exc:
             raise RecordFailed(str(exc), RETRYABLE) from None
 
+        problems: dict[str, list[str]] = {}
+        if job.holding_for_canary:
+            # The rest of a job held for its canary waits untouched: no idempotency record written.
+            held = [r for r in unique if not job.sends(r.key)]
+            if held:
+                problems[PAUSED] = ["deferred (held for the job's canary)"] * len(held)
+                unique = [r for r in unique if job.sends(r.key)]
         pool = self._executor()
         # The idempotent functions are looked up here, in one thread, so the cache needs no lock.
         futures = [
-            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job), chunk.job_id, job), invocation, chunk, bundle, job, r, suppressed)
+            pool.submit(self._deliver, self._idempotent(self._partition(chunk.job_id, r, job)), invocation, chunk, bundle, job, r, suppressed)
             for r in unique
         ]
-        problems: dict[str, list[str]] = {}
         for recipient, future in zip(unique, futures):
             try:
                 result = future.result()
@@ -378,12 +386,12 @@ class Sender:
         if counts.sent:
             self._no_longer_waiting(chunk.job_id)
         if problems:
-            kind = next((k for k in (*HALT_ORDER, UNEXPECTED) if k in problems), RETRYABLE)
+            kind = next((k for k in (*HALT_ORDER, UNEXPECTED, PAUSED) if k in problems), RETRYABLE)
             reasons = problems[kind]
             # The cause, not a consequence: a deferral only echoes what halted the invocation.
             first = scrub(next((r for r in reasons if not r.startswith("deferred")), reasons[0]))
             raise RecordFailed(
-                f"{counts.not_sent} of {len(unique)} recipients not sent yet, e.g. {first}",
+                f"{counts.not_sent} of {len(seen)} recipients not sent yet, e.g. {first}",
                 kind,
             )
         return counts
@@ -454,13 +462,13 @@ class Sender:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.send_concurrency, thread_name_prefix="mailctl-send")
         return self._pool
 
-    def _idempotent(self, partition: str, job_id: str, job: JobInfo) -> Callable[..., dict[str, Any]]:
+    def _idempotent(self, partition: str) -> Callable[..., dict[str, Any]]:
         function = self._functions.get(partition)
         if function is None:
             function = idempotent_function(
                 self._send_one,
                 data_keyword_argument="data",
-                persistence_store=self.state.persistence_layer(partition, job_id, job.counter_shards),
+                persistence_store=self.state.persistence_layer(partition),
                 config=self.idempotency_config,
                 key_prefix=IDEMPOTENCY_KEY_PREFIX,
             )
@@ -523,11 +531,15 @@ class Sender:
             raise Deferred(halted[1], halted[0])
         # The job state again, right before the send (cached for at most JOB_CACHE_SECONDS): a
         # cancel bites within seconds even in the middle of a long chunk.
+        # A pause bites the same way: the recipient is left for the chunk's next delivery.
         try:
-            if self.state.job(chunk.job_id).cancelled:
-                return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+            current = self.state.job(chunk.job_id)
         except StateUnavailable as exc:
             raise Deferred(str(exc)) from None
+        if current.cancelled:
+            return _outcome("skipped", recipient, self._clock(), reason="job cancelled")
+        if not current.sends(recipient.key):
+            raise Deferred(f"job paused by {current.paused_by}", PAUSED)
         try:
             message_id = self.ses.send_raw(
                 raw,

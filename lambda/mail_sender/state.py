@@ -5,6 +5,7 @@ All in the one table (pk/sk, TTL on `expiration`); see contract.py for the layou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,11 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mail_sender import counters
+from mail_sender import canary
 from mail_sender.aws import LazyClient, error_code
 from mail_sender.contract import (
+    JOB_PAUSED_AT,
+    JOB_PAUSED_BY,
+    JOB_PAUSED_REASON,
     JOB_STATE_CANCELLED,
     JOB_WAITING_FOR,
     JOB_WAITING_REASON,
@@ -49,11 +54,27 @@ class JobInfo:
     exists: bool
     state: str | None = None
     shards: int = 1
-    counter_shards: int = 0  # 0: a job enqueued before counters (status counts its records)
+    paused_by: str | None = None  # set while the job is paused (mailctl pause JOB, the guard, a canary)
+    canary: tuple[str, int] | None = None  # (seed, cutoff): canary.py
 
     @property
     def cancelled(self) -> bool:
         return self.state == JOB_STATE_CANCELLED
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_by is not None and not self.cancelled
+
+    @property
+    def holding_for_canary(self) -> bool:
+        """Held for its canary: the canary's recipients are sent, the rest waits."""
+        return self.paused and self.paused_by == canary.PAUSED_BY and self.canary is not None
+
+    def sends(self, recipient_key: str) -> bool:
+        """Whether this recipient may be sent now (a cancelled job's are skipped elsewhere)."""
+        if not self.paused:
+            return True
+        return self.holding_for_canary and canary.is_canary(self.canary[0], self.canary[1], recipient_key)
 
 
 class StateStore(LazyClient):
@@ -88,8 +109,9 @@ class StateStore(LazyClient):
             item = self.client.get_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                ProjectionExpression=f"#state, idempotency_shards, {counters.MANIFEST_ATTR}",
-                ExpressionAttributeNames={"#state": "state"},
+                ProjectionExpression="#state, idempotency_shards, #paused_at, #paused_by, #canary",
+                ExpressionAttributeNames={"#state": "state", "#paused_at": JOB_PAUSED_AT, "#paused_by": JOB_PAUSED_BY,
+                                          "#canary": canary.CANARY},
                 ConsistentRead=True,
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
@@ -98,12 +120,12 @@ class StateStore(LazyClient):
             info = JobInfo(exists=False)
         else:
             shards = item.get("idempotency_shards", {}).get("N")
-            counter_shards = item.get(counters.MANIFEST_ATTR, {}).get("N")
             info = JobInfo(
                 exists=True,
                 state=item.get("state", {}).get("S"),
                 shards=max(1, int(shards)) if shards else 1,
-                counter_shards=max(0, int(counter_shards)) if counter_shards else 0,
+                paused_by=(item.get(JOB_PAUSED_BY, {}).get("S") or "someone") if JOB_PAUSED_AT in item else None,
+                canary=_canary_of(item.get(canary.CANARY, {}).get("M")),
             )
         with self._lock:
             self._jobs[job_id] = (now, info)
@@ -187,12 +209,11 @@ class StateStore(LazyClient):
         except BotoCoreError as exc:
             raise StateUnavailable(f"updating job {job_id!r} in table {self.table}: {exc}") from exc
 
-    def persistence_layer(self, partition: str, job_id: str | None = None, counter_shards: int = 0):
-        """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>;
-        with `counter_shards`, one that counts each outcome in the job's counters (counters.py)."""
+    def persistence_layer(self, partition: str):
+        """A Powertools persistence layer whose records live under pk=<partition>, sk=<prefix>#<md5>."""
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-        options: dict[str, Any] = dict(
+        return DynamoDBPersistenceLayer(
             table_name=self.table,
             key_attr=PK_ATTR,
             sort_key_attr=SK_ATTR,
@@ -200,23 +221,15 @@ class StateStore(LazyClient):
             expiry_attr="expiration",
             boto3_client=self.client,
         )
-        if job_id and counter_shards:
-            return counters.CountingPersistenceLayer(counters=self.counter_target(job_id, counter_shards), **options)
-        return DynamoDBPersistenceLayer(**options)
-
-    def counter_target(self, job_id: str, counter_shards: int) -> counters.CounterTarget | None:
-        return counters.CounterTarget(self.table, job_id, counter_shards) if counter_shards else None
 
     # --- delivery events (the events handler) ---------------------------------------------------------
 
-    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int,
-                        target: counters.CounterTarget | None = None) -> bool:
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> tuple[bool, str | None]:
         """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
 
-        True if written; False if the item already holds this event or a weightier one (a
-        duplicate, or a delivery arriving after the bounce). The rank makes the final state the
-        same whatever order the events arrive in. With `target`, the job's counters move in the
-        same transaction (the old event's down, the new one's up)."""
+        (True, the event it replaced or None) if written; (False, None) if the item already holds
+        this event or a weightier one (a duplicate, or a delivery arriving after the bounce). The
+        rank makes the final state the same whatever order the events arrive in."""
         names = {"#rank": "rank", "#expiration": "expiration"}
         values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
         sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
@@ -229,84 +242,85 @@ class StateStore(LazyClient):
                 values[f":a{index}"] = {"S": value}
                 sets.append(f"#a{index} = :a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        if target is not None:
-            return self._record_delivery_counted(partition, sort_key, rank, attributes.get("event"), expression,
-                                                 names, values, target)
         try:
-            self.client.update_item(
+            old = self.client.update_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(#rank) OR #rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-            )
+                ReturnValues="UPDATED_OLD",
+            ).get("Attributes") or {}
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return False
+                return False, None
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
+        return True, old.get("event", {}).get("S")
+
+    # --- the guard's counters and pause (guard.py) ----------------------------------------------------
+
+    def count_outcomes(self, job_id: str, changes: dict[str, int]) -> dict[str, Any] | None:
+        """Adds to the job's guard counters; the manifest after the write (None: no manifest, as a
+        producer without one)."""
+        from mail_sender.guard import COUNTS
+
+        names = {"#counts": COUNTS, "#sk": SK_ATTR}
+        values: dict[str, Any] = {":zero": {"M": {}}}
+        # A map attribute must exist before ADD can reach into it: created empty on first use.
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #counts = if_not_exists(#counts, :zero)", ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            adds = []
+            values = {}
+            for index, (name, delta) in enumerate(changes.items()):
+                names[f"#c{index}"] = name
+                values[f":c{index}"] = {"N": str(delta)}
+                adds.append(f"#counts.#c{index} :c{index}")
+            response = self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="ADD " + ", ".join(adds), ConditionExpression="attribute_exists(#sk)",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return None
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
+        return _plain(response["Attributes"])
+
+    def guard_pause(self, job_id: str, reason: str, verdict: dict[str, Any], override: str, at: str) -> bool:
+        """Pauses the job for the guard unless it is paused already, cancelled, or a manual resume
+        overrode these thresholds. True if this call paused it."""
+        from mail_sender.guard import OVERRIDE, PAUSED_BY, VERDICT
+
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
+                UpdateExpression="SET #at = :at, #by = :by, #reason = :reason, #verdict = :verdict",
+                ConditionExpression=("attribute_exists(#sk) AND attribute_not_exists(#at) AND #state <> :cancelled"
+                                     " AND (attribute_not_exists(#override) OR #override <> :override)"),
+                ExpressionAttributeNames={"#at": JOB_PAUSED_AT, "#by": JOB_PAUSED_BY, "#reason": JOB_PAUSED_REASON,
+                                          "#verdict": VERDICT, "#sk": SK_ATTR, "#state": "state", "#override": OVERRIDE},
+                ExpressionAttributeValues={":at": {"S": at}, ":by": {"S": PAUSED_BY}, ":reason": {"S": reason},
+                                           ":verdict": {"S": json.dumps(verdict, sort_keys=True)},
+                                           ":cancelled": {"S": JOB_STATE_CANCELLED}, ":override": {"S": override}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"pausing job {job_id} in table {self.table}: {exc}") from exc
+        with self._lock:
+            self._jobs.pop(job_id, None)
         return True
 
-    def _record_delivery_counted(self, partition: str, sort_key: str, rank: int, event: str | None, expression: str,
-                                 names: dict[str, str], values: dict[str, Any], target: counters.CounterTarget) -> bool:
-        key = {PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}}
-        for _ in range(counters.EVENT_ATTEMPTS):
-            try:
-                current = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True,
-                                               ProjectionExpression="#rank, #event",
-                                               ExpressionAttributeNames={"#rank": "rank", "#event": "event"}).get("Item") or {}
-            except (ClientError, BotoCoreError) as exc:
-                raise StateUnavailable(f"reading a delivery item in table {self.table}: {exc}") from exc
-            old_rank = current.get("rank", {}).get("N")
-            old_event = current.get("event", {}).get("S")
-            if old_rank is not None and int(old_rank) >= rank:
-                return False
-            deltas = {counters.EVENT_PREFIX + str(event): 1}
-            if old_event and old_event != event:
-                deltas[counters.EVENT_PREFIX + old_event] = -1
-            condition_values = dict(values)
-            if old_rank is None:
-                condition = "attribute_not_exists(#rank)"
-            else:
-                condition = "#rank = :old_rank"
-                condition_values[":old_rank"] = {"N": old_rank}
-            try:
-                self.client.transact_write_items(TransactItems=[
-                    {"Update": {"TableName": self.table, "Key": key, "UpdateExpression": expression, "ConditionExpression": condition,
-                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": condition_values}},
-                    target.update(sort_key, deltas),
-                ])
-                return True
-            except ClientError as exc:
-                if counters.condition_failed_first(exc):
-                    continue  # another event moved the item between the read and the write: read again
-                raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
-        raise StateUnavailable(f"recording a delivery event in table {self.table}: the item kept changing")
-
-    def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int,
-                          target: counters.CounterTarget | None = None) -> None:
-        """The first open or click; it never changes the recipient's delivery outcome. With
-        `target`, the first one is counted in the same transaction (later ones change nothing)."""
-        if target is not None:
-            try:
-                self.client.transact_write_items(TransactItems=[
-                    {"Update": {"TableName": self.table, "Key": {PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
-                                "UpdateExpression": "SET #a = :at, #expiration = if_not_exists(#expiration, :expiration)",
-                                "ConditionExpression": "attribute_not_exists(#a)",
-                                "ExpressionAttributeNames": {"#a": attribute, "#expiration": "expiration"},
-                                "ExpressionAttributeValues": {":at": {"S": at}, ":expiration": {"N": str(expiration)}}}},
-                    target.update(sort_key, {attribute: 1}),
-                ])
-            except ClientError as exc:
-                if not counters.condition_failed_first(exc):
-                    raise StateUnavailable(f"recording an {attribute} event in table {self.table}: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StateUnavailable(f"recording an {attribute} event in table {self.table}: {exc}") from exc
-            return
+    def record_engagement(self, partition: str, sort_key: str, attribute: str, at: str, expiration: int) -> None:
+        """The first open or click; it never changes the recipient's delivery outcome."""
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -369,3 +383,17 @@ class StateStore(LazyClient):
             if request:
                 raise StateUnavailable(f"reading the suppression list in table {self.table}: keys left unprocessed")
         return found
+
+
+_deserializer = TypeDeserializer()
+
+
+def _canary_of(value: dict[str, Any] | None) -> tuple[str, int] | None:
+    try:
+        return (value["seed"]["S"], int(value["cutoff"]["S"])) if value else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}

@@ -11,8 +11,9 @@ from rich.table import Table
 from mailctl.campaign import load_campaign
 from mailctl.console import confirm, err, out, print_json
 from mailctl.context import app_context
-from mailctl.errors import ValidationFailed
+from mailctl.errors import CanaryHeld, UserError, ValidationFailed
 from mailctl.services import ops as ops_service
+from mailctl.services import canary as canary_service
 from mailctl.services import presend, send as service
 
 SHOWN_PROBLEMS = 20
@@ -31,6 +32,8 @@ def send(
     job: str = typer.Option(None, "--job", help="Resume this job (its id, as printed by send or `mailctl jobs`) with its own settings.", show_default=False),
     resend: bool = typer.Option(False, "--resend", help="Also mail addresses that earlier jobs of this campaign already mailed or enqueued."),
     chunk_size: int = typer.Option(None, "--chunk-size", min=1, max=1000, help="Recipients per SQS message (default from config).", show_default=False),
+    canary: str = typer.Option(None, "--canary", metavar="N|N%", help="Send first to N recipients (or N% of them) drawn at random from the whole list; hold the rest as a paused job (`mailctl resume JOB` releases it).", show_default=False),
+    canary_wait: str = typer.Option(None, "--canary-wait", metavar="DURATION", help="With --canary: wait (e.g. 30m) for the canary's outcomes and release the rest if its rates are within the guard's thresholds; otherwise keep it held and say why (exit 1).", show_default=False),
     over_quota: bool = typer.Option(False, "--over-quota", help="Send a job bigger than the SES 24-hour quota left (the rest waits for the rolling window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
 ) -> None:
@@ -64,7 +67,10 @@ def send(
             raise ValidationFailed(f"{check.source}: no valid recipients; nothing to send")
         if to:
             service.prepare_test_send(check, to, campaign.model.email_column)
-        options = service.SendOptions(limit=limit, to=to, resend=resend, new_job=new_job, job=job, chunk_size=chunk_size)
+        if canary_wait is not None and canary is None:
+            raise UserError("--canary-wait goes with --canary", hint="mailctl send CAMPAIGN.yaml --canary 50 --canary-wait 30m")
+        wait_seconds = canary_service.parse_duration(canary_wait, "--canary-wait") if canary_wait is not None else None
+        options = service.SendOptions(limit=limit, to=to, resend=resend, new_job=new_job, job=job, chunk_size=chunk_size, canary=canary)
         plan = service.plan_job(None if dry_run else app.clients, config, campaign, check, options)
         if plan.already_enqueued or not plan.recipients:
             result = service.enqueue_job(app.clients, config, campaign, check, plan, service.Progress()) if plan.already_enqueued else None
@@ -85,8 +91,15 @@ def send(
     finally:
         check.discard()
 
+    release = None
+    if plan.canary:
+        err.print(f"canary: {plan.canary:,} recipients drawn at random from the whole list go first; the other "
+                  f"{plan.recipients - plan.canary:,} are held (`mailctl resume {result.job_id}` releases them)", markup=False, soft_wrap=True)
+        if wait_seconds is not None:
+            release = canary_service.wait_and_release(app.config, app.clients, result.job_id, wait_seconds)
     if as_json:
-        print_json({**result.as_dict(), "account": account.as_dict()})
+        print_json({**result.as_dict(), "account": account.as_dict(), "canary": plan.canary,
+                    "canary_release": release.as_dict() if release else None})
     elif result.already_enqueued == result.messages and not result.enqueued_now:
         out.print(result.job_id)
         err.print(f"job {result.job_id} was already enqueued in full; nothing sent again", markup=False)
@@ -96,6 +109,11 @@ def send(
             f"enqueued job [bold]{result.job_id}[/]: {result.recipients:,} recipients in {result.messages:,} messages"
             f" ({result.overflowed} through S3); follow it with: mailctl status {result.job_id}"
         )
+    if release is not None:
+        if not release.released:
+            raise CanaryHeld(f"job {result.job_id} stays held: {release.reason}",
+                             hint=f"look at `mailctl status {result.job_id}`; `mailctl resume {result.job_id}` releases it anyway")
+        err.print(f"released the rest of job {result.job_id}: {release.reason}", markup=False, soft_wrap=True)
 
 
 def _suppression_list(app) -> dict[str, str]:

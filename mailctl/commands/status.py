@@ -38,6 +38,16 @@ def _dlq_row(status) -> tuple[str, str, str]:
     return ("in the DLQ", f"~{dlq.job}", note)
 
 
+def _guard_row(report: dict) -> tuple[str, str, str]:
+    limits = report["thresholds"]
+    note = (f"permanent bounces {report['bounces']:,} ({report['bounce_rate']:.2%} of {limits['bounce_rate']:.2%} allowed), "
+            f"complaints {report['complaints']:,} ({report['complaint_rate']:.2%} of {limits['complaint_rate']:.2%}); "
+            f"judges from {limits['min_outcomes']:,} outcomes")
+    if report["overridden"]:
+        note += "; [yellow]overridden by a manual resume[/]"
+    return ("guard", f"{report['outcomes']:,}", note)
+
+
 def _sender_row(status) -> tuple[str, str, str] | None:
     if status.sender_paused:
         return ("sender", "paused", "[yellow]event source mapping disabled: nothing is sent until `mailctl resume`[/]")
@@ -115,6 +125,13 @@ def render_status(status) -> Group:
     sender = _sender_row(status)
     if sender:
         rows.append(sender)
+    if status.guard:
+        rows.append(_guard_row(status.guard))
+    if status.canary:
+        c = status.canary
+        rows.append(("canary", f"{c['size']:,}", f"{'holding the rest; ' if c['held'] else ''}sent {c['sent']:,}, failed {c['failed']:,}; "
+                     f"{c['outcomes']:,} outcomes: {c['bounced_permanent']:,} permanent bounces ({c['bounce_rate']:.2%}), "
+                     f"{c['complained']:,} complaints ({c['complaint_rate']:.2%}); seed {c['seed']}"))
     rows.append(("rate", "-" if status.rate_per_second is None else f"{status.rate_per_second:.1f}/s", f"last {RATE_WINDOW_SECONDS // 60} min"))
     rows.append(_time_left(status))
     for label, value, note in rows:

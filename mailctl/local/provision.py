@@ -130,6 +130,8 @@ def provision(
                 {"AttributeName": SK_ATTR, "KeyType": "RANGE"},
             ],
             BillingMode="PAY_PER_REQUEST",
+            # As the template: the counters function reads every change (mail_sender/counters.py).
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
         ddb.update_time_to_live(
             TableName=config.table,

@@ -33,6 +33,7 @@ from mailctl.aws.session import LOCAL_CREDENTIALS, Clients, effective_endpoint, 
 from mailctl.aws.sqs import SqsQueue
 from mailctl.config import Config
 from mailctl.errors import MailctlError, OperationalError
+from mailctl.local.counter_stream import CounterStream
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Log = Callable[[str], None]
@@ -262,6 +263,9 @@ class EventSource:
     # Whether the worker sets the sender's runtime environment around its invocations: the events
     # function's handler is installed with its clients instead (see stack.LocalStack).
     sender_environment: bool = True
+    # Whether the worker also plays the state table's stream -> counters function mapping
+    # (counter_stream.py): the sender's worker does, so its outcomes are counted wherever it runs.
+    counts: bool = True
 
     @classmethod
     def sender(cls, config: Config) -> EventSource:
@@ -273,7 +277,7 @@ class EventSource:
         from mailctl.local.provision import EVENTS_BATCH_SIZE, EVENTS_MAXIMUM_CONCURRENCY, EVENTS_TIMEOUT_SECONDS
 
         return cls(config.events_queue, config.events_function, EVENTS_BATCH_SIZE, EVENTS_MAXIMUM_CONCURRENCY, EVENTS_TIMEOUT_SECONDS,
-                   sender_environment=False)
+                   sender_environment=False, counts=False)
 
 
 class LocalWorker:
@@ -435,6 +439,9 @@ class LocalWorker:
                 threading.Thread(target=self._poller, args=(stop,), name=f"mailctl-worker-{n}", daemon=True)
                 for n in range(self.source.concurrency)
             ]
+            counter_stream = CounterStream(self.clients, log=self.log) if self.source.counts else None
+            if counter_stream is not None:
+                threads.append(threading.Thread(target=counter_stream.run, args=(stop,), name="mailctl-counters", daemon=True))
             for thread in threads:
                 thread.start()
             try:
@@ -455,7 +462,17 @@ class LocalWorker:
                 stop.set()
                 for thread in threads:
                     thread.join()
+            if until_empty and counter_stream is not None:
+                self._count_the_rest(counter_stream)
         return self.stats
+
+    def _count_the_rest(self, counter_stream: CounterStream) -> None:
+        """The queue is empty: the outcomes still in the stream are counted before returning, so
+        a status taken next reads complete counters."""
+        try:
+            counter_stream.drain()
+        except Exception as exc:  # no table or no stream here: nothing to count
+            self.log(f"counters stream: {type(exc).__name__}: {exc}")
 
 
 class _VisibilityKeeper:

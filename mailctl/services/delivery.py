@@ -122,12 +122,17 @@ def by_address(table: StateTable, manifest: dict[str, Any]) -> dict[str, dict[st
     return found
 
 
-def job_state(manifest_state: str, recipients: int, outcomes: int, records: int, paused: bool) -> tuple[str, str | None]:
-    """The job's state and, when paused, why."""
-    if manifest_state in (JOB_STATE_CANCELLED, JOB_STATE_ENQUEUEING, JOB_STATE_COMPLETE):
+def job_state(manifest_state: str, recipients: int, outcomes: int, records: int, paused: bool,
+              job_paused: str | None = None) -> tuple[str, str | None]:
+    """The job's state and, when paused, why (`job_paused`: this job's own pause, job_pause.describe)."""
+    if manifest_state in (JOB_STATE_CANCELLED, JOB_STATE_COMPLETE):
         return manifest_state, None
-    if recipients and outcomes >= recipients:
+    if recipients and outcomes >= recipients and manifest_state != JOB_STATE_ENQUEUEING:
         return JOB_STATE_COMPLETE, None
+    if job_paused:
+        return JOB_STATE_PAUSED, job_paused
+    if manifest_state == JOB_STATE_ENQUEUEING:
+        return manifest_state, None
     if paused:
         return JOB_STATE_PAUSED, PAUSED_REASON
     return (JOB_STATE_SENDING if records else JOB_STATE_ENQUEUED), None

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import random
+import secrets
 import shutil
 import tempfile
 import threading
@@ -47,7 +48,7 @@ from mailctl.recipients import Checker, SeenHashes, RowProblem, encode_item, nor
 from mailctl.services import campaign_history
 from mailctl.services.job_identity import Checkpoint, Target, job_id_for, new_nonce
 from mailctl.services.job_lease import JobCancelled, Lease
-from mail_sender import contract, counters
+from mail_sender import canary, contract, counters, guard
 from mail_sender.compose import compose, load_bundle, render
 from mail_sender.mime import SES_MAX_MESSAGE_BYTES, RecipientRejected
 from mail_sender.templating import Rendered, TemplateProblem
@@ -267,6 +268,7 @@ class SendOptions:
     new_job: bool = False
     job: str | None = None  # --job: resume this job
     chunk_size: int | None = None
+    canary: str | None = None  # --canary N or N%
 
 
 @dataclass
@@ -289,6 +291,7 @@ class JobPlan:
     spool_sha256: str = ""
     resume_hint: str = ""
     test_send: bool = False
+    canary: int | None = None  # recipients sent first; the rest held (mail_sender.canary)
 
     @property
     def messages(self) -> int:
@@ -312,9 +315,12 @@ def plan_job(clients: Clients | None, config: Config, campaign: Campaign, check:
                    test_send=bool(options.to))
     resume = f"`mailctl send {campaign.path} --job {job_id}`" if (options.new_job or options.job) else "the same command again"
     plan.resume_hint = f"run {resume} to resume; chunks already on the queue are not sent again"
+    if options.canary is not None and (options.to or options.job):
+        raise UserError("--canary starts a new job", hint="leave out --to and --job")
     if clients is None:
         plan.history_checked = False
         plan.recipients = campaign_history.select(check.spool, None, options.limit, options.resend).recipients
+        _plan_canary(plan, options)
         return plan
     SqsQueue(clients.sqs, config.queue).url  # fail fast, before the plan, if the queue cannot be reached
     table = StateTable(clients.dynamodb, config.table)
@@ -346,7 +352,32 @@ def plan_job(clients: Clients | None, config: Config, campaign: Campaign, check:
     plan.spool_sha256 = _sha256_file(check.spool)
     if existing is not None and plan.spool_sha256 != existing.get("spool_sha256"):
         _restore_spool(clients, config, existing, check, plan)
+    if existing is None:
+        _plan_canary(plan, options)
     return plan
+
+
+def _plan_canary(plan: JobPlan, options: SendOptions) -> None:
+    if options.canary is None:
+        return
+    try:
+        plan.canary = canary.size_of(options.canary, plan.recipients)
+    except ValueError as exc:
+        raise UserError(f"--canary: {exc}", hint="give a count (--canary 50) or a share of the list (--canary 5%)") from None
+    if plan.canary >= plan.recipients:
+        raise UserError(f"--canary {options.canary}: the job has only {plan.recipients:,} recipients",
+                        hint="a canary is a sample: make it smaller than the list")
+
+
+def _canary_manifest(spool: Path, size: int) -> dict[str, Any]:
+    """The draw (mail_sender.canary), its seed recorded, and the hold on the rest."""
+    seed = secrets.token_hex(8)
+    with spool.open("r", encoding="utf-8") as handle:
+        limit = canary.cutoff(seed, (contract.decode_recipient(line).key for line in handle if line.strip()), size)
+    now = now_iso()
+    return {canary.CANARY: {"seed": seed, "cutoff": str(limit), "size": size},
+            contract.JOB_PAUSED_AT: now, contract.JOB_PAUSED_BY: canary.PAUSED_BY,
+            contract.JOB_PAUSED_REASON: f"held for its canary of {size:,} recipients"}
 
 
 def _check_same_inputs(existing: dict[str, Any], campaign: Campaign, check: CheckResult, options: SendOptions) -> None:
@@ -638,6 +669,8 @@ def enqueue_job(
             "campaign": campaign.model.model_dump_json(by_alias=True),
             "inputs": {"campaign_sha256": campaign.fingerprint, "recipients_sha256": check.recipients_sha256},
             "campaign_file": str(campaign.path),  # for the resume command `status` prints
+            guard.GUARD: thresholds.as_manifest() if (thresholds := config.guard.thresholds()) else None,
+            **(_canary_manifest(check.spool, plan.canary) if plan.canary else {}),
         })  # False when an identical send created it a moment ago: the claim below settles who enqueues
     lease = Lease(table, job_id, clock=clock)
     manifest = lease.claim()

@@ -28,7 +28,7 @@ from mailctl.aws.dynamodb import StateTable, epoch_of
 from mailctl.aws.s3 import S3Store
 from mailctl.aws.sqs import QueueCounts, SqsQueue
 from mailctl.errors import NotFound, UserError
-from mailctl.services import counters, delivery
+from mailctl.services import canary, counters, delivery, job_pause
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
@@ -50,6 +50,7 @@ RECIPIENT_STATES = (SENT, FAILED, SKIPPED, UNKNOWN, IN_PROGRESS, STALE, NOT_STAR
 # What the manifest's waiting_for means, in an operator's words.
 WAITING_FOR = {"quota": "SES 24-hour quota", "rate": "SES sending rate", "account": "SES account or identity (a person must act)"}
 RATE_WINDOW_SECONDS = 300
+VERIFY_CATCH_UP_SECONDS, VERIFY_SETTLED_SECONDS, VERIFY_POLL_SECONDS = 10.0, 2.0, 0.5
 _SENT_SPACED, _SENT_COMPACT = '"outcome": "sent"', '"outcome":"sent"'
 _AT = re.compile(r'"at":\s*(-?[0-9][0-9.eE+-]*)')
 
@@ -83,6 +84,9 @@ class JobStatus:
     rate_per_second: float | None = None
     eta_seconds: float | None = None
     last_activity: float | None = None
+    guard: dict[str, Any] | None = None  # job_pause.guard_report: thresholds, counts, rates, verdict
+    canary: dict[str, Any] | None = None  # services.canary.report: the canary's own counts and rates
+    job_paused: str | None = None  # this job's own pause (job_pause.describe), not the sender's switch
     delivery: DeliveryCounts | None = None  # what SES said after it accepted the mail
     state_reason: str | None = None  # why the job is paused
     waiting: dict[str, Any] | None = None  # {"for", "reason", "until"} while the sender's records wait for SES
@@ -109,6 +113,8 @@ class JobStatus:
             return f"the enqueue was interrupted; resume it with: {self.resume_command}"
         if self.outlived_records:
             return "the job outlived its idempotency records: what happened to recipients without a record can no longer be read"
+        if self.job_paused and not self.settled:
+            return f"the job is {self.job_paused}"
         if self.sender_paused and not self.settled:
             return "the sender is paused (event source mapping disabled); `mailctl resume` sends again"
         return None
@@ -131,6 +137,8 @@ class JobStatus:
             "skipped": self.skipped,
             "unknown": self.unknown,
             "waiting": self.waiting,
+            "guard": self.guard,
+            "canary": self.canary,
             "in_progress": self.in_progress,
             "stale_in_progress": self.stale_in_progress,
             "not_started": self.not_started,
@@ -241,12 +249,14 @@ def send_rate(times: list[float], now: float, window: float = RATE_WINDOW_SECOND
 class JobState:
     """Reads one job: manifest, idempotency records, queue and DLQ."""
 
-    def __init__(self, clients, config, clock: Callable[[], float] = time.time, dead_letters=None):
+    def __init__(self, clients, config, clock: Callable[[], float] = time.time, dead_letters=None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.clients = clients
         self.config = config
         self.table = StateTable(clients.dynamodb, config.table)
         self.queue = SqsQueue(clients.sqs, config.queue)
         self.clock = clock
+        self.sleep = sleep
         self._dead_letters = dead_letters
 
     @property
@@ -291,13 +301,15 @@ class JobState:
             self._count_from_counters(manifest, result, counts, len(purged_keys), now)
         else:
             self._count_from_records(manifest, result, purged_keys, now)
-        if verify:
-            # Counters read before and after the records: a sender finishing recipients meanwhile is no drift.
-            result.counter_drift = None if counts is None else counters.differences(
-                counts, self._records_view(result), counters.read(self.table, manifest))
+        if verify and counts is not None:
+            result.counter_drift = self._drift(manifest, counts, self._records_view(result))
         if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
+        result.guard = job_pause.guard_report(manifest)
+        result.job_paused = job_pause.describe(manifest)
+        canary_report = canary.report(self.table, manifest)
+        result.canary = canary_report.as_dict() if canary_report else None
         result.enqueue_interrupted = enqueue_interrupted(manifest, now)
         if result.enqueue_interrupted:
             campaign = shlex.quote(str(manifest["campaign_file"])) if manifest.get("campaign_file") else "CAMPAIGN.yaml"
@@ -314,9 +326,27 @@ class JobState:
             result.eta_seconds = remaining / result.rate_per_second
         result.state, result.state_reason = delivery.job_state(
             result.state, result.recipients, result.sent + result.failed + result.skipped, result.records,
-            paused=bool(result.sender_paused))
+            paused=bool(result.sender_paused), job_paused=result.job_paused)
         delivery.settle(self.table, job_id, result.state)
         return result
+
+    def _drift(self, manifest: dict[str, Any], before: counters.JobCounts, from_records: dict[str, int]) -> list[str]:
+        """What the counters get wrong. They trail the records by the stream's lag (about a second)
+        and a sending job moves while the records are read, so a count between the counters read
+        before the records and those read after is no drift; the counters are read again for up
+        to VERIFY_CATCH_UP_SECONDS (or until they stand still for VERIFY_SETTLED_SECONDS) before a
+        difference is reported."""
+        waited = still = 0.0
+        previous = None
+        while True:
+            after = counters.read(self.table, manifest)
+            found = counters.differences(before, from_records, after)
+            still = still + VERIFY_POLL_SECONDS if previous is not None and after.to_json() == previous else 0.0
+            if not found or waited >= VERIFY_CATCH_UP_SECONDS or still >= VERIFY_SETTLED_SECONDS:
+                return found
+            previous = after.to_json()
+            self.sleep(VERIFY_POLL_SECONDS)
+            waited += VERIFY_POLL_SECONDS
 
     def _count_from_counters(self, manifest: dict[str, Any], result: JobStatus, counts: counters.JobCounts,
                              purged: int, now: float) -> None:
@@ -414,7 +444,8 @@ class JobState:
             else:  # a job enqueued before counters: COUNT queries over its records
                 records, done = self.table.count_outcomes(manifest["job_id"], int(manifest.get("idempotency_shards") or 1))
             manifest["done"] = done
-            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused)
+            manifest["state"], manifest["state_reason"] = delivery.job_state(state, recipients, done, records, paused,
+                                                                             job_pause.describe(manifest))
             delivery.settle(self.table, manifest["job_id"], manifest["state"])
         return manifests
 

@@ -120,14 +120,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(request, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e")
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     config = workdir / "mailctl.yaml"
     config.write_text(
         "aws:\n  region: us-east-1\n  endpoint_url: " + endpoint + "\n"
-        "sender:\n  batch_size: 5\n  max_concurrency: 2\n  rate_per_second: 500\n  send_concurrency: 20\n",
+        # A module may set STACK_CONFIG: extra YAML (a slower sender, a guard) for its own stack.
+        "sender:\n  batch_size: 5\n  max_concurrency: 2\n  rate_per_second: 500\n  send_concurrency: 20\n"
+        + getattr(request.module, "STACK_CONFIG", ""),
         encoding="utf-8",
     )
     (workdir / "home").mkdir()

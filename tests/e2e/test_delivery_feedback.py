@@ -72,8 +72,8 @@ def test_simulator_outcomes_reach_status_and_the_suppression_list_and_the_next_j
     mine = [m for m in messages if str(m["Feedback-ID"]).split(":")[1:2] == [job]]
     assert len(mine) == 15 and all(str(m["List-Id"]).endswith("<test-campaign.example.com>") for m in mine)
 
-    # When the same list is sent again as a new job
-    second = stack.json("send", str(path), "--yes", "--new-job")
+    # When the same list is sent again as a new job, mailing again those the first job mailed
+    second = stack.json("send", str(path), "--yes", "--new-job", "--resend")
     # Then the suppressed addresses are left out, counted, and never mailed again
     assert (second["recipients"], second["suppressed"]) == (10, 5)
     stack.wait_settled(second["job_id"])

@@ -62,9 +62,13 @@ class Harness:
         self.ddb.put_item(TableName=self.stack.table, Item=item)
 
     def counters(self, job_id: str) -> dict[str, Any]:
-        """The job's counter shards summed (numbers only), as status reads them."""
+        """The job's counter shards summed (numbers only), as status reads them, once the counters
+        function has had every change in the table's stream (as the local worker leaves them)."""
         from mailctl.aws.dynamodb import StateTable
+        from mailctl.local.counter_stream import CounterStream
         from mailctl.services import counters
+
+        CounterStream(self.clients).drain()
 
         table = StateTable(self.ddb, self.stack.table)
         return counters.read(table, table.get_manifest(job_id)).to_json()

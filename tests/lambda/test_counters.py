@@ -1,9 +1,11 @@
-"""The job's counters, moved in the same transaction as the outcome they count (mail_sender.counters):
-exact under redelivery, redrive, a second invocation taking over, and a failed write."""
+"""The job's counters, derived from the state table's stream (mail_sender.counters): exact under
+redelivery, redrive, a failed outcome write, an overwritten record, and the counters function's own
+retries, duplicates and concurrent pollers."""
 
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 
 import pytest
@@ -33,7 +35,7 @@ def outcomes_in_records(h, job_id: str) -> dict[str, int]:
 def test_outcomes_are_counted_once_through_redelivery_and_redrive(sender_env):
     # Given a counted job whose chunk has one address SES rejects for good
     h = sender_env
-    h.put_job(JOB, counter_shards=4)
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
     faulty_ses(lambda to, n: client_error("MessageRejected", f"Address blacklisted: {to}") if to == "user1@example.org" else None)
     record = h.record(JOB, 0, people(5))
 
@@ -48,41 +50,31 @@ def test_outcomes_are_counted_once_through_redelivery_and_redrive(sender_env):
     assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (4, 1, 0, 0)
     assert counts["failed_by_reason"] == {"MessageRejected": 1}
     assert counts["first_at"] <= counts["last_at"] <= time.time() + 1
-    # And they are spread over the job's counter shards (one partition key each), never more than declared
+    # And they live in the job's counter items, never more than its manifest declares
     counted = [item for item in h.ddb.scan(TableName=h.stack.table)["Items"] if item["pk"]["S"].startswith(f"counts#{JOB}#")]
-    assert 1 <= len(counted) <= 4
-    assert {item["pk"]["S"] for item in counted} <= {counters.counts_partition(JOB, n) for n in range(4)}
-
-
-def test_a_job_without_counter_shards_writes_no_counters(sender_env):
-    # Given a job enqueued before counters (no counter_shards on its manifest)
-    h = sender_env
-    h.put_job(JOB)
-    # When its chunk is sent
-    assert h.invoke(h.record(JOB, 0, people(2)))["batchItemFailures"] == []
-    # Then the records are there and no counter item was written (status counts the records)
-    assert outcomes_in_records(h, JOB) == {"sent": 2}
-    assert [item for item in h.ddb.scan(TableName=h.stack.table)["Items"] if item["pk"]["S"].startswith("counts#")] == []
+    assert 1 <= len(counted) <= counters.COUNTER_SHARDS
+    assert {item["pk"]["S"] for item in counted} <= {counters.counts_partition(JOB, n) for n in range(counters.COUNTER_SHARDS)}
 
 
 def test_a_failed_outcome_write_counts_nothing_and_the_retry_counts_once(sender_env, monkeypatch):
-    # Given a counted job and a table that refuses the first outcome transaction (a crash between
-    # SES accepting the mail and the outcome write looks the same: the record stays INPROGRESS)
+    # Given a counted job and a table that refuses the first outcome write (a crash between SES
+    # accepting the mail and the outcome write looks the same: the record stays INPROGRESS)
     h = sender_env
     monkeypatch.setenv("MAILCTL_SES_CONNECT_TIMEOUT", "1")
     monkeypatch.setenv("MAILCTL_SES_READ_TIMEOUT", "1")
-    h.put_job(JOB, counter_shards=2)
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
     ddb = _harness.handler.sender().state.client
-    real = ddb.transact_write_items
+    real = ddb.update_item
     calls = {"n": 0}
 
     def flaky(**kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise client_error("InternalServerError", "injected", 500, "TransactWriteItems")
+        if kwargs.get("Key", {}).get("sk", {}).get("S", "").startswith(counters.RECORD_SK_PREFIX):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise client_error("InternalServerError", "injected", 500, "UpdateItem")
         return real(**kwargs)
 
-    monkeypatch.setattr(ddb, "transact_write_items", flaky)
+    monkeypatch.setattr(ddb, "update_item", flaky)
     record = h.record(JOB, 0, people(1))
     h.invoke(record, context=LambdaContext(remaining_ms=3200))
     assert h.counters(JOB)["done"] == 0
@@ -97,25 +89,132 @@ def test_a_failed_outcome_write_counts_nothing_and_the_retry_counts_once(sender_
     assert h.counters(JOB)["sent"] == 1 and h.counters(JOB)["done"] == 1
 
 
-def test_completing_a_record_another_invocation_completed_changes_no_count(sender_env):
-    # Given a counted job whose recipient another invocation already completed (and counted) as sent
+def test_the_counters_follow_a_record_a_late_invocation_overwrote(sender_env):
+    # Given a counted job whose recipient was completed as sent
     h = sender_env
-    h.put_job(JOB, counter_shards=2)
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
     assert h.invoke(h.record(JOB, 0, people(1)))["batchItemFailures"] == []
-    layer = _harness.handler.sender().state.persistence_layer(contract.job_partition(JOB), JOB, 2)
+    assert h.counters(JOB)["sent"] == 1
+    layer = _harness.handler.sender().state.persistence_layer(contract.job_partition(JOB))
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
     sort_key = contract.idempotency_sort_key(JOB, "user0@example.org")
     late = DataRecord(idempotency_key=sort_key, status="COMPLETED", expiry_timestamp=int(time.time()) + 3600,
                       response_data='{"outcome": "failed", "reason": "late: x"}')
 
-    # When a late invocation that had taken over the record writes its own outcome
+    # When a late invocation that had taken over the record overwrites its outcome (Powertools' update)
     layer._update_record(late)
 
-    # Then the first outcome stands, in the record and in the counters
-    assert outcomes_in_records(h, JOB) == {"sent": 1}
+    # Then the counters say what the record now says: one failed, none sent
+    assert outcomes_in_records(h, JOB) == {"failed": 1}
     counts = h.counters(JOB)
-    assert (counts["sent"], counts["failed"]) == (1, 0)
+    assert (counts["sent"], counts["failed"], counts["failed_by_reason"]) == (0, 1, {"late": 1})
+
+
+# --- the counters function: exactly once per stream record ---------------------------------------------
+
+
+def stream_records(clients, table: str) -> tuple[str, list[dict]]:
+    """Every record in the table's stream (moto keeps one shard), and that shard's id."""
+    streams = clients.client("dynamodbstreams")
+    arn = clients.dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    found: list[dict] = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator)
+        if not page["Records"]:
+            break
+        found += page["Records"]
+        iterator = page.get("NextShardIterator")
+    return shard, found
+
+
+def counts_of(clients, table: str, job_id: str) -> dict:
+    from mailctl.aws.dynamodb import StateTable
+    from mailctl.services import counters as read_counters
+
+    state = StateTable(clients.dynamodb, table)
+    return read_counters.read(state, state.get_manifest(job_id)).to_json()
+
+
+def test_a_retried_batch_is_counted_once_even_when_it_grew_or_failed_halfway(sender_env, clients, stack):
+    # Given two counted jobs whose chunks were sent (their changes are in the table's stream)
+    h = sender_env
+    other = "counted-job-2"
+    for job_id in (JOB, other):
+        h.put_job(job_id, counter_shards=counters.COUNTER_SHARDS)
+        assert h.invoke(h.record(job_id, 0, people(6)))["batchItemFailures"] == []
+    shard, records = stream_records(clients, stack.table)
+    writer = counters.CounterWriter(stack.table, client=clients.dynamodb)
+    half = len(records) // 2
+
+    # When the counters function applies the first half, then fails halfway through a retry of the
+    # whole (one job's counter written, the other's write refused), and Lambda retries it again
+    writer.apply(shard, records[:half])
+    real = clients.dynamodb.update_item
+    refused = {"n": 0}
+
+    def refuse_second(**kwargs):
+        refused["n"] += 1
+        if refused["n"] == 2:
+            raise client_error("InternalServerError", "injected", 500, "UpdateItem")
+        return real(**kwargs)
+
+    writer.client = type("Flaky", (), {"update_item": staticmethod(refuse_second), "get_item": clients.dynamodb.get_item})()
+    with pytest.raises(Exception, match="injected"):
+        writer.apply(shard, records)
+    writer.client = clients.dynamodb
+    writer.apply(shard, records)
+    writer.apply(shard, records[: half + 1])  # and a late duplicate of a batch already applied
+
+    # Then each job counts each recipient once, as its records say
+    for job_id in (JOB, other):
+        assert outcomes_in_records(h, job_id) == {"sent": 6}
+        assert counts_of(clients, stack.table, job_id)["sent"] == 6
+
+
+def test_two_pollers_of_the_same_stream_count_each_change_once(sender_env, clients, stack):
+    # Given a counted job with 20 outcomes in the stream
+    from mailctl.local.counter_stream import CounterStream
+
+    h = sender_env
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
+    assert h.invoke(h.record(JOB, 0, people(20)))["batchItemFailures"] == []
+
+    # When two pollers (a local stack's and a test worker's, say) both read the stream from its start
+    pollers = [CounterStream(clients), CounterStream(clients)]
+    threads = [threading.Thread(target=poller.drain) for poller in pollers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then every outcome is counted once
+    assert counts_of(clients, stack.table, JOB)["sent"] == 20
+
+
+def test_a_ttl_deletion_leaves_the_counts_and_a_deleted_in_progress_record_counted_nothing():
+    sent = {"pk": {"S": f"job#{JOB}"}, "sk": {"S": "recipient#abc"}, "status": {"S": "COMPLETED"},
+            "data": {"S": '{"outcome": "sent", "at": 1.0}'}}
+    ttl = {"eventName": "REMOVE", "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+           "dynamodb": {"Keys": {"pk": sent["pk"], "sk": sent["sk"]}, "OldImage": sent, "SequenceNumber": "7"}}
+    assert counters.record_change(ttl) is None
+    in_progress = {**sent, "status": {"S": "INPROGRESS"}}
+    del in_progress["data"]
+    deleted = {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": sent["pk"], "sk": sent["sk"]}, "OldImage": in_progress, "SequenceNumber": "8"}}
+    assert counters.record_change(deleted)[2] == {}
+    assert counters.job_of("job#a-b#3") == "a-b" and counters.job_of("job#a-b") == "a-b" and counters.job_of("counts#a#1") is None
+
+
+def test_the_handler_refuses_an_event_without_a_shard_id():
+    from mail_sender import counters_handler
+    from mail_sender.settings import SettingsError
+
+    record = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "job#x"}, "sk": {"S": "recipient#1"}}, "SequenceNumber": "1"}}
+    with pytest.raises(SettingsError, match="TumblingWindowInSeconds"):
+        counters_handler.handle({"Records": [record]}, counters.CounterWriter("t", client=object()))
+    assert counters_handler.handle({"Records": [], "isFinalInvokeForWindow": True}, counters.CounterWriter("t", client=object())) == {"state": {}}
 
 
 def test_reason_codes_never_carry_the_rest_of_the_reason():
@@ -160,7 +259,7 @@ def events_in_items(clients, stack, job_id: str) -> dict[str, int]:
 
 def test_delivery_counts_follow_the_items_whatever_the_order_and_duplicates(events_env, sender_env, clients, stack):
     # Given a counted job and, per recipient, its SES events arriving reordered and duplicated
-    sender_env.put_job(JOB, counter_shards=4)
+    sender_env.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
     soft = lambda j, r: samples.bounce(j, r, "Transient", "MailboxFull", "smtp; 452 4.2.2 mailbox full")  # noqa: E731
     script = {
         "a@example.org": [samples.delivery, samples.send, samples.delivery, samples.delivery_delay],

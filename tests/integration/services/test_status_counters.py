@@ -12,6 +12,7 @@ import pytest
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.cli import main
+from mailctl.local.counter_stream import CounterStream
 from mailctl.services import counters as counter_reader
 from mail_sender import counters, handler
 from mail_sender.events import EventRecorder
@@ -63,6 +64,7 @@ def send_and_feed_back(h, clients, stack) -> None:
                   samples.complaint(JOB, d), samples.delivery(JOB, d), samples.complaint(JOB, d),
                   samples.delivery_delay(JOB, e), samples.delivery(JOB, f), samples.open_(JOB, f), samples.open_(JOB, f)):
         recorder.process(samples.sns_body(event))
+    CounterStream(clients).drain()  # the counters function has had every change
 
 
 def status(config_file, capsys, *extra: str) -> tuple[int, dict, str]:
@@ -74,7 +76,7 @@ def status(config_file, capsys, *extra: str) -> tuple[int, dict, str]:
 
 def test_status_reads_the_counters_and_verify_finds_no_drift(sender, clients, stack, config_file, local_config, capsys):
     # Given a counted job sent through the real sender, with redeliveries, a redrive and SES events
-    put_job(clients, stack, counter_shards=8)
+    put_job(clients, stack, counter_shards=counters.COUNTER_SHARDS)
     send_and_feed_back(sender, clients, stack)
 
     # When the operator asks for its status
@@ -109,9 +111,9 @@ def test_status_reads_the_counters_and_verify_finds_no_drift(sender, clients, st
 
 def test_verify_reports_a_counter_that_drifted_and_exits_1(sender, clients, stack, config_file, capsys):
     # Given a counted job whose counters someone bumped by hand
-    put_job(clients, stack, counter_shards=8)
+    put_job(clients, stack, counter_shards=counters.COUNTER_SHARDS)
     send_and_feed_back(sender, clients, stack)
-    clients.dynamodb.update_item(TableName=stack.table, Key=counters.counter_keys(JOB, 8)[0],
+    clients.dynamodb.update_item(TableName=stack.table, Key=counters.counter_keys(JOB, counters.COUNTER_SHARDS)[0],
                                  UpdateExpression="ADD sent :one", ExpressionAttributeValues={":one": {"N": "1"}})
 
     # When verified / Then the difference is named, count by count, and the exit code says so
@@ -137,7 +139,7 @@ def test_a_job_enqueued_before_counters_is_counted_from_its_records(sender, clie
 
 
 def test_verify_with_watch_is_a_usage_error(sender, clients, stack, config_file, capsys):
-    put_job(clients, stack, counter_shards=8)
+    put_job(clients, stack, counter_shards=counters.COUNTER_SHARDS)
     code, _, err = status(config_file, capsys, "--verify", "--watch")
     assert code == 2 and err.startswith("error: --verify is a one-off recount")
 
@@ -147,7 +149,7 @@ def test_a_recipient_finishing_during_the_recount_is_not_drift(sender, clients, 
     # between verify's first reading of the counters and its reading of the records
     from mailctl.services.status import JobState
 
-    put_job(clients, stack, counter_shards=8)
+    put_job(clients, stack, counter_shards=counters.COUNTER_SHARDS)
     send_and_feed_back(sender, clients, stack)
     service = JobState(clients, local_config)
     table = service.table
@@ -168,3 +170,22 @@ def test_a_recipient_finishing_during_the_recount_is_not_drift(sender, clients, 
 
     # When verified / Then no drift is reported
     assert service.status(JOB, include_queues=False, verify=True).counter_drift == []
+
+
+def test_verify_waits_for_counters_behind_the_stream_and_reports_no_drift(sender, clients, stack, local_config):
+    # Given a counted job whose changes the counters function has not had yet (the stream's lag)
+    from mailctl.services.status import JobState
+
+    put_job(clients, stack, counter_shards=counters.COUNTER_SHARDS)
+    harness.faulty_ses(lambda to, n: None)
+    people = [{"email": a, "row": i + 2, "vars": {"name": a[:5], "token": "t"}} for i, a in enumerate(ADDRESSES)]
+    assert sender.invoke(sender.record(JOB, 0, people))["batchItemFailures"] == []
+    stream = CounterStream(clients)
+
+    # When verified, and the counters function catches up while verify waits
+    service = JobState(clients, local_config, sleep=lambda seconds: stream.drain())
+    result = service.status(JOB, include_queues=False, verify=True)
+
+    # Then no drift is reported, and the records' count is what the counters reached
+    assert result.counter_drift == [] and result.sent == 6
+    assert counter_reader.job_counts(StateTable(clients.dynamodb, stack.table), JOB)["sent"] == 6

@@ -1,0 +1,104 @@
+"""The local stack's stand-in for Lambda's event source mapping from the state table's stream to
+the counters function (lambda/mail_sender/counters_handler.py).
+
+As Lambda does: each stream shard's records in order, in batches, each batch as a tumbling-window
+event carrying the shard's id; a batch whose invocation fails is retried from its first record.
+A new poller starts at the stream's oldest record: the counters' checkpoints skip what any poller
+applied before, so starting over costs reads, never a double count.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from mailctl.aws.session import Clients
+
+BATCH_SIZE = 1000  # the mapping's BatchSize (template.yaml)
+IDLE_SECONDS = 0.2
+
+
+class CounterStream:
+    def __init__(self, clients: Clients, log: Callable[[str], None] | None = None):
+        from mail_sender.counters import CounterWriter
+
+        self.clients = clients
+        self.table = clients.config.table
+        self.region = clients.config.aws.region
+        self.writer = CounterWriter(self.table, client=clients.dynamodb)
+        self.log = log or (lambda message: None)
+        self._streams = clients.client("dynamodbstreams")
+        self._stream_arn: str | None = None
+        self._positions: dict[str, str | None] = {}  # shard id -> iterator (None: closed and read)
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    def stream_arn(self) -> str | None:
+        if self._stream_arn is None:
+            self._stream_arn = self.clients.dynamodb.describe_table(TableName=self.table)["Table"].get("LatestStreamArn")
+        return self._stream_arn
+
+    def poll_once(self) -> int:
+        """One batch from every shard with records; the number of records handed over."""
+        arn = self.stream_arn()
+        if arn is None:
+            return 0
+        with self._lock:
+            handed = 0
+            for shard in self._streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", []):
+                handed += self._poll_shard(arn, shard["ShardId"])
+            return handed
+
+    def _poll_shard(self, arn: str, shard_id: str) -> int:
+        if shard_id not in self._positions:
+            self._positions[shard_id] = self._streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = self._positions[shard_id]
+        if iterator is None:
+            return 0
+        page = self._streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
+        records = page.get("Records") or []
+        if records:
+            try:
+                self._invoke(arn, shard_id, records)
+            except Exception as exc:  # as Lambda: the batch is retried from its first record
+                self.errors += 1
+                self.log(f"counters invocation failed: {type(exc).__name__}: {exc}; the batch will be retried")
+                self._positions[shard_id] = self._streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="AT_SEQUENCE_NUMBER",
+                    SequenceNumber=records[0]["dynamodb"]["SequenceNumber"])["ShardIterator"]
+                return 0
+        self._positions[shard_id] = page.get("NextShardIterator")
+        return len(records)
+
+    def _invoke(self, arn: str, shard_id: str, records: list[dict[str, Any]]) -> None:
+        from mail_sender import counters_handler
+
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "Records": [{**record, "eventSource": "aws:dynamodb", "awsRegion": self.region, "eventSourceARN": arn}
+                        for record in records],
+            "window": {"start": now, "end": now}, "state": {}, "shardId": shard_id, "eventSourceARN": arn,
+            "isFinalInvokeForWindow": False, "isWindowTerminatedEarly": False,
+        }
+        counters_handler.handle(event, self.writer)
+
+    def drain(self) -> int:
+        """Hands over every record in the stream now; the number handed over."""
+        total = 0
+        while True:
+            handed = self.poll_once()
+            if not handed:
+                return total
+            total += handed
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.poll_once():
+                    stop.wait(IDLE_SECONDS)
+            except Exception as exc:  # the endpoint went away, or a bug: say so and keep polling
+                self.errors += 1
+                self.log(f"counters stream: {type(exc).__name__}: {exc}")
+                stop.wait(1.0)
