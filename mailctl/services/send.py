@@ -660,8 +660,9 @@ def enqueue_job(
             "recipients": plan.recipients, "rejected": check.rejected, "duplicates": check.duplicates,
             "suppressed": check.suppressed,
             "messages": plan.messages, "chunk_size": plan.chunk_size, "idempotency_shards": plan.shards,
-            # Only a new job gets counters: one that sent without them is counted from its records.
-            counters.MANIFEST_ATTR: counters.COUNTER_SHARDS,
+            # Only a new job gets counters (one that sent without them is counted from its records),
+            # and only if the table streams its changes to the counters function (docs/counters.md).
+            counters.MANIFEST_ATTR: counters.COUNTER_SHARDS if table.streams_changes() else None,
             "limit": plan.limit, "resend": plan.resend, "continues": plan.continues, "left_out": plan.left_out,
             "resent": plan.resent, "test_send": plan.test_send or None,
             "spool_sha256": plan.spool_sha256, "enqueued_through": 0,

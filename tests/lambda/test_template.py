@@ -275,3 +275,23 @@ def test_the_events_function_reads_the_events_queue_with_least_privilege(templat
     assert actions["sqs:ReceiveMessage"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
     assert not [a for a in actions if a.startswith(("ses:", "s3:"))]
     assert set(template["Outputs"]) >= {"ConfigurationSetName", "EventsQueueName", "EventsDeadLetterQueueName", "EventsFunctionName"}
+
+
+def test_the_counters_function_reads_the_table_stream_one_exact_batch_at_a_time(template):
+    # The counters are exact only if every change reaches the function with its shard id, in order,
+    # retried whole (mail_sender/counters.py); and only records and delivery items count.
+    import json
+
+    from mail_sender import counters
+
+    table = template["Resources"]["StateTable"]["Properties"]
+    assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    function = template["Resources"]["CountersFunction"]["Properties"]
+    assert function["Handler"] == "mail_sender.counters_handler.lambda_handler"
+    mapping = function["Events"]["StateChanges"]["Properties"]
+    assert mapping["Stream"] == {"Fn::GetAtt": ["StateTable", "StreamArn"]}
+    assert mapping["TumblingWindowInSeconds"] > 0
+    assert mapping["ParallelizationFactor"] == 1 and mapping["BisectBatchOnFunctionError"] is False
+    assert mapping["MaximumRetryAttempts"] == -1 and mapping["StartingPosition"] == "TRIM_HORIZON"
+    pattern = json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["dynamodb"]["Keys"]["sk"]["S"] == [{"prefix": counters.RECORD_SK_PREFIX}, {"prefix": counters.DELIVERY_SK_PREFIX}]

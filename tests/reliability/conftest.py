@@ -236,10 +236,13 @@ class Rig:
                                             ExpressionAttributeValues={":pk": {"S": "jobs"}}, ConsistentRead=True)["Items"]
         return [i["sk"]["S"] for i in items]
 
-
     def verify_counters(self) -> None:
         """`mailctl status JOB --verify` on every job: its counters, written as outcomes happened
-        through whatever fault the scenario injected, equal the recount from its records."""
+        through whatever fault the scenario injected, equal the recount from its records. The
+        counters function first has the stream's last changes, as it would within a second on AWS."""
+        from mailctl.local.counter_stream import CounterStream
+
+        CounterStream(Clients(self.config)).drain()
         for job_id in self.job_ids():
             code = self.mailctl("status", job_id, "--verify", "--json")
             assert code == 0, f"status {job_id} --verify exited {code}: the counters drifted from the records"
