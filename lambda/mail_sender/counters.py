@@ -96,6 +96,47 @@ def outcome_attributes(outcome: dict[str, Any]) -> list[str]:
     return names
 
 
+@dataclass
+class Totals:
+    """A job's counter items summed: every count, and the first and last outcome times."""
+
+    counts: Counter = field(default_factory=Counter)
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def by_prefix(self, prefix: str) -> dict[str, int]:
+        """The counts named `<prefix><name>`, by name, largest first (zeros left out)."""
+        found = {name[len(prefix):]: n for name, n in self.counts.items() if name.startswith(prefix) and n}
+        return dict(sorted(found.items(), key=lambda pair: (-pair[1], pair[0])))
+
+
+def sum_items(items: Iterable[dict[str, Any]]) -> Totals:
+    """A job's counter items (plain values) summed. Checkpoints are strings and left out."""
+    totals = Totals()
+    for item in items:
+        for name, value in item.items():
+            if name in (LAST_AT, FIRST_AT) or isinstance(value, (str, bool)) or value is None:
+                continue
+            totals.counts[name] += int(value)
+        if item.get(LAST_AT) is not None:
+            totals.last_at = max(totals.last_at or 0.0, float(item[LAST_AT]))
+        if item.get(FIRST_AT) is not None:
+            first = float(item[FIRST_AT])
+            totals.first_at = first if totals.first_at is None else min(totals.first_at, first)
+    return totals
+
+
+def jobs_with_delivery_changes(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The jobs whose delivery items changed in these records: the guard judges them again."""
+    jobs: dict[str, None] = {}
+    for record in records:
+        keys = (record.get("dynamodb") or {}).get("Keys") or {}
+        job_id = job_of(keys.get("pk", {}).get("S", ""))
+        if job_id is not None and keys.get("sk", {}).get("S", "").startswith(DELIVERY_SK_PREFIX):
+            jobs[job_id] = None
+    return list(jobs)
+
+
 def job_of(partition: str) -> str | None:
     """The job of a record or delivery item's partition: "job#<job>" or "job#<job>#<shard>"."""
     if not partition.startswith(JOB_PARTITION_PREFIX):

@@ -2,7 +2,8 @@
 
 Fed by the state table's stream (NEW_AND_OLD_IMAGES) through an event source mapping with a
 tumbling window, whose events carry the stream shard's id (counters.py keys its checkpoints on it).
-It keeps no window state. Any error fails the whole batch: Lambda retries it from its first record
+It keeps no window state. After counting, it runs the guard (guard_check.py) on the jobs whose
+delivery outcomes changed. Any error fails the whole batch: Lambda retries it from its first record
 and the checkpoints skip what was applied, so a partial batch response would gain nothing.
 """
 
@@ -15,32 +16,37 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mail_sender.aws import ClientFactory
-from mail_sender.counters import CounterWriter
+from mail_sender.counters import CounterWriter, jobs_with_delivery_changes
+from mail_sender.guard_check import GuardCheck
 from mail_sender.settings import SettingsError
+from mail_sender.state import StateStore
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "mailctl-counters")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mailctl")
 
-_writer: CounterWriter | None = None
+_built: tuple[str, CounterWriter, GuardCheck] | None = None
 
 
-def writer() -> CounterWriter:
-    global _writer
+def built() -> tuple[CounterWriter, GuardCheck]:
+    """The container's writer and guard, for the table the environment names."""
+    global _built
     table = os.environ.get("MAILCTL_TABLE", "").strip()
     if not table:
         raise SettingsError("MAILCTL_TABLE is not set: the counters function needs the state table's name")
-    if _writer is None or _writer.table != table:
-        _writer = CounterWriter(table, factory=ClientFactory(region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")))
-    return _writer
+    if _built is None or _built[0] != table:
+        factory = ClientFactory(region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+        _built = (table, CounterWriter(table, factory=factory), GuardCheck(StateStore(table, factory=factory), log=logger))
+    return _built[1], _built[2]
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, writer())
+    return handle(event, *built())
 
 
-def handle(event: dict[str, Any], counter_writer: CounterWriter) -> dict[str, Any]:
-    """One tumbling-window event: its records applied; the (empty) window state Lambda requires."""
+def handle(event: dict[str, Any], counter_writer: CounterWriter, guard_check: GuardCheck | None = None) -> dict[str, Any]:
+    """One tumbling-window event: its records applied, then the guard's judgement of every job
+    whose delivery items changed; the (empty) window state Lambda requires."""
     shard_id = event.get("shardId")
     records = event.get("Records") or []
     if not records:
@@ -50,6 +56,8 @@ def handle(event: dict[str, Any], counter_writer: CounterWriter) -> dict[str, An
         # counting anyway could count a retried record twice.
         raise SettingsError("the counters function's event has no shardId: its event source mapping needs TumblingWindowInSeconds")
     written = counter_writer.apply(shard_id, records)
+    if guard_check is not None:
+        guard_check.judge_jobs(jobs_with_delivery_changes(records))
     metrics.add_metric(name="counter_records", unit=MetricUnit.Count, value=len(records))
     metrics.add_metric(name="counter_writes", unit=MetricUnit.Count, value=written)
     return {"state": {}}

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from mail_sender import guard
 from mail_sender.contract import (
-    JOB_PAUSED_AT,
     JOB_TAG,
     SUPPRESSION_REASON_BOUNCE,
     SUPPRESSION_REASON_COMPLAINT,
@@ -221,7 +219,7 @@ class EventRecorder:
                 self.state.record_engagement(partition, sort_key, item.outcome, item.at, expiration)
                 counts.recorded += 1
                 continue
-            written, replaced = self.state.record_delivery(partition, sort_key, RANKS[item.outcome], {
+            written = self.state.record_delivery(partition, sort_key, RANKS[item.outcome], {
                 "event": item.outcome,
                 "event_at": item.at,
                 "email": item.email,
@@ -232,7 +230,6 @@ class EventRecorder:
             }, expiration)
             if written:
                 counts.recorded += 1
-                self._guard(item.job_id, guard.count_changes(replaced, item.outcome))
             else:
                 counts.superseded += 1
             reason = item.suppression_reason
@@ -242,20 +239,6 @@ class EventRecorder:
                                               detail=_suppression_detail(item), job_id=item.job_id):
                 counts.suppressed += 1
         return counts
-
-    def _guard(self, job_id: str, changes: dict[str, int]) -> None:
-        """Counts the job's outcome and pauses the job when a rate passes its guard's threshold.
-        Right after the outcome is written: a retry of this event finds it written and skips both,
-        so a failure here undercounts by one rather than counting twice."""
-        if not changes:
-            return
-        manifest = self.state.count_outcomes(job_id, changes)
-        thresholds = guard.Thresholds.from_manifest((manifest or {}).get(guard.GUARD))
-        if thresholds is None or manifest.get(JOB_PAUSED_AT) or guard.overridden(manifest, thresholds):
-            return
-        verdict = guard.judge(guard.Counts.from_manifest(manifest.get(guard.COUNTS)), thresholds)
-        if verdict and self.state.guard_pause(job_id, verdict.describe(), verdict.as_dict(), thresholds.fingerprint(), self._now_iso()):
-            self.log.warning("the guard paused the job", extra={"job_id": job_id, **verdict.as_dict()})
 
     def _now_iso(self) -> str:
         return datetime.fromtimestamp(self._clock(), timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

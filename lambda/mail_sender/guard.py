@@ -1,9 +1,9 @@
 """The guard: a job whose permanent-bounce or complaint rate passes its threshold pauses itself.
 
-Policy only (no AWS): `mailctl send` writes a job's thresholds into its manifest (`guard`), the
-events function keeps the job's counters there (`guard_counts`, one ADD per recipient reaching a
-final outcome) and asks `judge` after each; a verdict pauses the job (contract.JOB_PAUSED_*,
-paused_by "guard"). A manual resume records the thresholds it overrode (`guard_override`): the
+Policy only (no AWS): `mailctl send` writes a job's thresholds into its manifest (`guard`); the
+counters function, after it counted a batch of delivery outcomes into the job's counters
+(counters.py), asks `judge` with those counts (guard_check.py); a verdict pauses the job
+(contract.JOB_PAUSED_*, paused_by "guard"). A manual resume records the thresholds it overrode (`guard_override`): the
 guard does not pause that job again until its thresholds change.
 
 Why these defaults: SES puts an account under review at a 5% bounce rate or 0.1% complaint rate
@@ -23,12 +23,12 @@ DEFAULT_MIN_OUTCOMES = 50
 
 # Manifest attributes.
 GUARD = "guard"  # the thresholds: {"bounce_rate", "complaint_rate", "min_outcomes"}
-COUNTS = "guard_counts"  # {"outcomes", "bounces", "complaints"}, kept by the events function
 OVERRIDE = "guard_override"  # the thresholds (fingerprint) a manual resume overrode
 VERDICT = "guard_verdict"  # what paused the job, for status
 PAUSED_BY = "guard"
 
-OUTCOMES, BOUNCES, COMPLAINTS = "outcomes", "bounces", "complaints"
+# The delivery outcomes SES gives last: a recipient at one of them has had its final answer.
+FINAL_EVENTS = ("delivered", "rejected", "rendering_failed", "bounced_transient", "bounced_permanent", "complained")
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,11 @@ class Counts:
     complaints: int = 0
 
     @classmethod
-    def from_manifest(cls, value: Any) -> Counts:
-        value = value if isinstance(value, dict) else {}
-        return cls(int(value.get(OUTCOMES) or 0), int(value.get(BOUNCES) or 0), int(value.get(COMPLAINTS) or 0))
+    def from_events(cls, events: dict[str, int]) -> Counts:
+        """From the job's delivery counters: recipients by their weightiest event (a complaint
+        replaces the bounce before it, so each recipient is in one of them)."""
+        return cls(sum(events.get(name, 0) for name in FINAL_EVENTS), events.get("bounced_permanent", 0),
+                   events.get("complained", 0))
 
     def rate(self, of: int) -> float:
         return of / self.outcomes if self.outcomes else 0.0
@@ -104,19 +106,3 @@ def judge(counts: Counts, thresholds: Thresholds) -> Verdict | None:
 def overridden(manifest: dict[str, Any], thresholds: Thresholds) -> bool:
     """True while a manual resume overrides these very thresholds."""
     return manifest.get(OVERRIDE) == thresholds.fingerprint()
-
-
-def count_changes(old_event: str | None, new_event: str) -> dict[str, int]:
-    """What one recipient's outcome moving from `old_event` to `new_event` adds to the counters
-    (events.RANKS: each move is written once, so each recipient is counted once per counter)."""
-    final = {"delivered", "rejected", "rendering_failed", "bounced_transient", "bounced_permanent", "complained"}
-    changes = {}
-    if new_event in final and old_event not in final:
-        changes[OUTCOMES] = 1
-    if new_event == "bounced_permanent":
-        changes[BOUNCES] = 1
-    if new_event == "complained":
-        changes[COMPLAINTS] = 1
-        if old_event == "bounced_permanent":
-            changes[BOUNCES] = -1
-    return changes

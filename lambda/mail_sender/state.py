@@ -224,12 +224,12 @@ class StateStore(LazyClient):
 
     # --- delivery events (the events handler) ---------------------------------------------------------
 
-    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> tuple[bool, str | None]:
+    def record_delivery(self, partition: str, sort_key: str, rank: int, attributes: dict[str, str], expiration: int) -> bool:
         """Writes a recipient's delivery outcome unless one of equal or higher rank is already there.
 
-        (True, the event it replaced or None) if written; (False, None) if the item already holds
-        this event or a weightier one (a duplicate, or a delivery arriving after the bounce). The
-        rank makes the final state the same whatever order the events arrive in."""
+        True if written; False if the item already holds this event or a weightier one (a
+        duplicate, or a delivery arriving after the bounce). The rank makes the final state the
+        same whatever order the events arrive in."""
         names = {"#rank": "rank", "#expiration": "expiration"}
         values: dict[str, Any] = {":rank": {"N": str(rank)}, ":expiration": {"N": str(expiration)}}
         sets = ["#rank = :rank", "#expiration = if_not_exists(#expiration, :expiration)"]
@@ -243,55 +243,55 @@ class StateStore(LazyClient):
                 sets.append(f"#a{index} = :a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            old = self.client.update_item(
+            self.client.update_item(
                 TableName=self.table,
                 Key={PK_ATTR: {"S": partition}, SK_ATTR: {"S": sort_key}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(#rank) OR #rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_OLD",
-            ).get("Attributes") or {}
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return False, None
+                return False
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"recording a delivery event in table {self.table}: {exc}") from exc
-        return True, old.get("event", {}).get("S")
+        return True
 
-    # --- the guard's counters and pause (guard.py) ----------------------------------------------------
+    # --- the guard (guard_check.py): the job's thresholds and counters, and its pause ---------------
 
-    def count_outcomes(self, job_id: str, changes: dict[str, int]) -> dict[str, Any] | None:
-        """Adds to the job's guard counters; the manifest after the write (None: no manifest, as a
-        producer without one)."""
-        from mail_sender.guard import COUNTS
+    def guard_manifest(self, job_id: str) -> dict[str, Any] | None:
+        """The manifest's guard fields (thresholds, pause, override), strongly consistent."""
+        from mail_sender.guard import GUARD, OVERRIDE
 
-        names = {"#counts": COUNTS, "#sk": SK_ATTR}
-        values: dict[str, Any] = {":zero": {"M": {}}}
-        # A map attribute must exist before ADD can reach into it: created empty on first use.
         try:
-            self.client.update_item(
-                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                UpdateExpression="SET #counts = if_not_exists(#counts, :zero)", ConditionExpression="attribute_exists(#sk)",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-            adds = []
-            values = {}
-            for index, (name, delta) in enumerate(changes.items()):
-                names[f"#c{index}"] = name
-                values[f":c{index}"] = {"N": str(delta)}
-                adds.append(f"#counts.#c{index} :c{index}")
-            response = self.client.update_item(
-                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}},
-                UpdateExpression="ADD " + ", ".join(adds), ConditionExpression="attribute_exists(#sk)",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                return None
-            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StateUnavailable(f"counting job {job_id}'s outcomes in table {self.table}: {exc}") from exc
-        return _plain(response["Attributes"])
+            item = self.client.get_item(
+                TableName=self.table, Key={PK_ATTR: {"S": JOBS_PK}, SK_ATTR: {"S": job_id}}, ConsistentRead=True,
+                ProjectionExpression="#guard, #paused_at, #override",
+                ExpressionAttributeNames={"#guard": GUARD, "#paused_at": JOB_PAUSED_AT, "#override": OVERRIDE},
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"reading job {job_id}'s guard in table {self.table}: {exc}") from exc
+        return _plain(item) if item else None
+
+    def job_counters(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's counter items (counters.py), plain values: one strongly consistent BatchGetItem."""
+        from mail_sender.counters import COUNTER_SHARDS, counter_keys
+
+        request: dict[str, Any] = {self.table: {"Keys": counter_keys(job_id, COUNTER_SHARDS), "ConsistentRead": True}}
+        found: list[dict[str, Any]] = []
+        try:
+            for _ in range(5):
+                response = self.client.batch_get_item(RequestItems=request)
+                found += [_plain(item) for item in response.get("Responses", {}).get(self.table, [])]
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    return found
+                time.sleep(0.1)
+        except (ClientError, BotoCoreError) as exc:
+            raise StateUnavailable(f"reading job {job_id}'s counters in table {self.table}: {exc}") from exc
+        raise StateUnavailable(f"reading job {job_id}'s counters in table {self.table}: keys left unprocessed")
 
     def guard_pause(self, job_id: str, reason: str, verdict: dict[str, Any], override: str, at: str) -> bool:
         """Pauses the job for the guard unless it is paused already, cancelled, or a manual resume

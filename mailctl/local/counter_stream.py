@@ -22,11 +22,14 @@ IDLE_SECONDS = 0.2
 class CounterStream:
     def __init__(self, clients: Clients, log: Callable[[str], None] | None = None):
         from mail_sender.counters import CounterWriter
+        from mail_sender.guard_check import GuardCheck
+        from mail_sender.state import StateStore
 
         self.clients = clients
         self.table = clients.config.table
         self.region = clients.config.aws.region
         self.writer = CounterWriter(self.table, client=clients.dynamodb)
+        self.guard = GuardCheck(StateStore(self.table, client=clients.dynamodb))
         self.log = log or (lambda message: None)
         self._streams = clients.client("dynamodbstreams")
         self._stream_arn: str | None = None
@@ -82,7 +85,7 @@ class CounterStream:
             "window": {"start": now, "end": now}, "state": {}, "shardId": shard_id, "eventSourceARN": arn,
             "isFinalInvokeForWindow": False, "isWindowTerminatedEarly": False,
         }
-        counters_handler.handle(event, self.writer)
+        counters_handler.handle(event, self.writer, self.guard)
 
     def drain(self) -> int:
         """Hands over every record in the stream now; the number handed over."""

@@ -8,7 +8,6 @@ counts its records as before.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,27 +61,17 @@ def has_counters(manifest: dict[str, Any]) -> bool:
 
 
 def read(table: StateTable, manifest: dict[str, Any]) -> JobCounts | None:
-    """The job's counts summed over its shards; None for a job enqueued without counters."""
+    """The job's counts summed over its counter items; None for a job enqueued without counters."""
     if not has_counters(manifest):
         return None
-    totals: Counter = Counter()
-    result = JobCounts()
     items = table.counter_items(manifest["job_id"], int(manifest[counters.MANIFEST_ATTR]))
-    for item in items:
-        for name, value in item.items():
-            if isinstance(value, (int, float)) and name not in ("pk", "sk", counters.LAST_AT, counters.FIRST_AT):
-                totals[name] += int(value)
-        if item.get(counters.LAST_AT) is not None:
-            result.last_at = max(result.last_at or 0.0, float(item[counters.LAST_AT]))
-        if item.get(counters.FIRST_AT) is not None:
-            first = float(item[counters.FIRST_AT])
-            result.first_at = first if result.first_at is None else min(result.first_at, first)
-    result.items_read = len(items)
-    result.sent, result.failed, result.skipped, result.unknown = (totals[name] for name in counters.OUTCOMES)
-    result.failed_by_reason = _by_prefix(totals, counters.FAILED_PREFIX)
-    result.skipped_by_reason = _by_prefix(totals, counters.SKIPPED_PREFIX)
-    result.events = _by_prefix(totals, counters.EVENT_PREFIX)
-    result.opened, result.clicked = totals["opened_at"], totals["clicked_at"]
+    totals = counters.sum_items(items)
+    result = JobCounts(first_at=totals.first_at, last_at=totals.last_at, items_read=len(items))
+    result.sent, result.failed, result.skipped, result.unknown = (totals.counts[name] for name in counters.OUTCOMES)
+    result.failed_by_reason = totals.by_prefix(counters.FAILED_PREFIX)
+    result.skipped_by_reason = totals.by_prefix(counters.SKIPPED_PREFIX)
+    result.events = totals.by_prefix(counters.EVENT_PREFIX)
+    result.opened, result.clicked = totals.counts["opened_at"], totals.counts["clicked_at"]
     return result
 
 
@@ -100,11 +89,6 @@ def average_rate(counts: JobCounts, now: float, window: float) -> float | None:
     if counts.first_at is None or counts.last_at is None or counts.last_at < now - window or not counts.done:
         return None
     return counts.done / max(now - counts.first_at, 1.0)
-
-
-def _by_prefix(totals: Counter, prefix: str) -> dict[str, int]:
-    found = {name[len(prefix):]: n for name, n in totals.items() if name.startswith(prefix) and n}
-    return dict(sorted(found.items(), key=lambda pair: (-pair[1], pair[0])))
 
 
 def delivery_fields(counts: JobCounts) -> dict[str, int]:

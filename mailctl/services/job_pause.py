@@ -21,6 +21,7 @@ from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.session import Clients
 from mailctl.config import Config
 from mailctl.errors import NotFound, UserError
+from mailctl.services.delivery import DeliveryCounts
 from mail_sender import guard
 from mail_sender.contract import JOB_PAUSED_AT, JOB_PAUSED_BY, JOB_PAUSED_REASON, JOB_STATE_CANCELLED, JOB_STATE_COMPLETE
 
@@ -41,13 +42,15 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def guard_report(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The job's guard for status: thresholds, counts and rates, the verdict that paused it, and
-    whether a manual resume overrides it."""
+def guard_report(manifest: dict[str, Any], delivery: DeliveryCounts | None) -> dict[str, Any] | None:
+    """The job's guard for status: thresholds, the counts and rates it judges (the job's delivery
+    outcomes), the verdict that paused it, and whether a manual resume overrides it."""
     thresholds = guard.Thresholds.from_manifest(manifest.get(guard.GUARD))
     if thresholds is None:
         return None
-    counts = guard.Counts.from_manifest(manifest.get(guard.COUNTS))
+    d = delivery or DeliveryCounts()
+    # guard.Counts.from_events' grouping: `delivered` includes who then complained, `rejected` the rendering failures.
+    counts = guard.Counts(d.delivered + d.rejected + d.bounced, d.bounced_permanent, d.complained)
     verdict = manifest.get(guard.VERDICT)
     return {
         "thresholds": thresholds.as_dict(),

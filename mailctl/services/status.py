@@ -306,7 +306,7 @@ class JobState:
         if manifest.get(JOB_WAITING_FOR) and float(manifest.get(JOB_WAITING_UNTIL) or 0) > now - 60:
             result.waiting = {"for": manifest[JOB_WAITING_FOR], "reason": manifest.get(JOB_WAITING_REASON),
                               "until": float(manifest[JOB_WAITING_UNTIL])}
-        result.guard = job_pause.guard_report(manifest)
+        result.guard = job_pause.guard_report(manifest, result.delivery)
         result.job_paused = job_pause.describe(manifest)
         canary_report = canary.report(self.table, manifest)
         result.canary = canary_report.as_dict() if canary_report else None

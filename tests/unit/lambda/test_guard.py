@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mail_sender import guard
-from mail_sender.guard import Counts, Thresholds, count_changes, judge
+from mail_sender.guard import Counts, Thresholds, judge
 
 
 def test_no_verdict_before_the_minimum_number_of_outcomes_however_bad():
@@ -30,15 +30,13 @@ def test_the_defaults_sit_below_the_ses_review_levels():
     assert defaults.bounce_rate < 0.05 and defaults.complaint_rate < 0.001
 
 
-def test_each_recipient_counts_once_as_an_outcome_whatever_its_events():
-    # sent -> delivered -> complained: one outcome, one complaint
-    steps = [count_changes(None, "sent"), count_changes("sent", "delivered"), count_changes("delivered", "complained")]
-    total = {k: sum(s.get(k, 0) for s in steps) for k in ("outcomes", "bounces", "complaints")}
-    assert total == {"outcomes": 1, "bounces": 0, "complaints": 1}
-    # a bounce arriving first (events are unordered): one outcome, one bounce
-    assert count_changes(None, "bounced_permanent") == {"outcomes": 1, "bounces": 1}
-    # a transient bounce is an outcome, not a permanent bounce
-    assert count_changes("delayed", "bounced_transient") == {"outcomes": 1}
+def test_the_guard_counts_recipients_by_their_weightiest_event():
+    # Each recipient is in one event counter (the weightiest: a complaint replaces its delivery);
+    # sent and delayed are not final answers, a transient bounce is an outcome but no bounce
+    events = {"sent": 7, "delayed": 2, "delivered": 40, "complained": 1, "bounced_permanent": 3,
+              "bounced_transient": 4, "rejected": 1, "rendering_failed": 1}
+    assert Counts.from_events(events) == Counts(outcomes=50, bounces=3, complaints=1)
+    assert Counts.from_events({}) == Counts()
 
 
 def test_an_override_holds_for_the_same_thresholds_only():
