@@ -189,6 +189,7 @@ def test_two_pollers_of_the_same_stream_count_each_change_once(sender_env, clien
         thread.start()
     for thread in threads:
         thread.join()
+    CounterStream(clients).drain()  # and a third, started after them (a worker restarted)
 
     # Then every outcome is counted once
     assert counts_of(clients, stack.table, JOB)["sent"] == 20
