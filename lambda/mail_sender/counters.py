@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -43,13 +44,15 @@ COUNTER_SK = "counts"
 MANIFEST_ATTR = "counter_shards"
 # Attribute names on a counter item.
 OUTCOMES = ("sent", "failed", "skipped", "unknown")
-FAILED_PREFIX = "failed:"  # failed:<reason code>: the reason up to its first ':' (no addresses)
+FAILED_PREFIX = "failed:"  # failed:<reason key>: the reason without its addresses (reason_key)
 SKIPPED_PREFIX = "skipped:"
 EVENT_PREFIX = "event:"  # event:<delivery outcome> (the weightiest event recorded per recipient)
 ENGAGEMENT = ("opened_at", "clicked_at")
 LAST_AT, FIRST_AT = "last_at", "first_at"  # outcome times (epoch s): status's average rate
 CHECKPOINT_PREFIX = "seq#"  # seq#<stream shard id>: the last sequence number applied from that shard
-REASON_CODE_LIMIT = 80
+REASON_KEY_LIMIT = 160
+# Anything with an @ and no spaces or quotes around it: full addresses and masked ones (u***@x.org).
+_ADDRESS = re.compile(r"[^\s<>\"',;()\[\]]+@[^\s<>\"',;()\[\]]+")
 # Stream sequence numbers are decimal strings of varying length; zero-padded, DynamoDB's string
 # order is their numeric order, so the checkpoint's condition can compare them.
 SEQUENCE_WIDTH = 48
@@ -76,11 +79,12 @@ def counter_shard(stream_shard_id: str, shards: int = COUNTER_SHARDS) -> int:
     return int.from_bytes(hashlib.blake2b(stream_shard_id.encode(), digest_size=4).digest(), "big") % shards
 
 
-def reason_code(reason: str | None) -> str:
-    """What a failure counter is named by: the reason's code (e.g. MessageRejected), never the
-    rest, which may name an address and would make one attribute per recipient."""
-    code = (reason or "no reason recorded").split(":", 1)[0].strip() or "no reason recorded"
-    return code[:REASON_CODE_LIMIT]
+def reason_key(reason: str | None) -> str:
+    """What a failure counter is named by: the reason with every address in it replaced by
+    `<address>`, whitespace folded, at most REASON_KEY_LIMIT characters. The same failure for many
+    recipients is one counter, and no counter names a recipient."""
+    text = _ADDRESS.sub("<address>", " ".join((reason or "").split()))
+    return text[:REASON_KEY_LIMIT] or "no reason recorded"
 
 
 def outcome_attributes(outcome: dict[str, Any]) -> list[str]:
@@ -90,9 +94,9 @@ def outcome_attributes(outcome: dict[str, Any]) -> list[str]:
         kind = "failed"
     names = [kind]
     if kind == "failed":
-        names.append(FAILED_PREFIX + reason_code(outcome.get("reason")))
+        names.append(FAILED_PREFIX + reason_key(outcome.get("reason")))
     elif kind == "skipped":
-        names.append(SKIPPED_PREFIX + reason_code(outcome.get("reason")))
+        names.append(SKIPPED_PREFIX + reason_key(outcome.get("reason")))
     return names
 
 

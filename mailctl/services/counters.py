@@ -30,7 +30,7 @@ class JobCounts:
     failed: int = 0
     skipped: int = 0
     unknown: int = 0
-    failed_by_reason: dict[str, int] = field(default_factory=dict)  # by reason code
+    failed_by_reason: dict[str, int] = field(default_factory=dict)  # by reason key (counters.reason_key)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)  # weightiest delivery event -> recipients
     opened: int = 0

@@ -32,7 +32,7 @@ from mailctl.services import canary, counters, delivery, job_pause
 from mailctl.services.delivery import DeliveryCounts
 from mailctl.services.enqueue_heartbeat import enqueue_interrupted
 from mail_sender import contract
-from mail_sender.counters import reason_code
+from mail_sender.counters import reason_key
 from mail_sender.contract import (
     JOB_STATE_CANCELLED,
     JOB_STATE_ENQUEUEING,
@@ -412,12 +412,12 @@ class JobState:
 
     @staticmethod
     def _records_view(result: JobStatus) -> dict[str, int]:
-        """What the records say, in the counters' terms (failures by reason code)."""
-        by_code: Counter = Counter()
+        """What the records say, in the counters' terms (failures by reason key)."""
+        by_key: Counter = Counter()
         for reason, n in result.failed_by_reason.items():
-            by_code[reason_code(reason)] += n
+            by_key[reason_key(reason)] += n
         view = {"sent": result.sent, "failed": result.failed, "skipped": result.skipped, "unknown": result.unknown,
-                **{f"failed:{code}": n for code, n in by_code.items()}}
+                **{f"failed:{key}": n for key, n in by_key.items()}}
         if result.delivery is not None:
             d = result.delivery
             view.update(delivered=d.delivered, bounced_permanent=d.bounced_permanent, bounced_transient=d.bounced_transient,

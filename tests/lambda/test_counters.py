@@ -48,7 +48,7 @@ def test_outcomes_are_counted_once_through_redelivery_and_redrive(sender_env):
     counts = h.counters(JOB)
     assert outcomes_in_records(h, JOB) == {"sent": 4, "failed": 1}
     assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (4, 1, 0, 0)
-    assert counts["failed_by_reason"] == {"MessageRejected": 1}
+    assert counts["failed_by_reason"] == {"MessageRejected: Address blacklisted: <address>": 1}
     assert counts["first_at"] <= counts["last_at"] <= time.time() + 1
     # And they live in the job's counter items, never more than its manifest declares
     counted = [item for item in h.ddb.scan(TableName=h.stack.table)["Items"] if item["pk"]["S"].startswith(f"counts#{JOB}#")]
@@ -108,7 +108,7 @@ def test_the_counters_follow_a_record_a_late_invocation_overwrote(sender_env):
     # Then the counters say what the record now says: one failed, none sent
     assert outcomes_in_records(h, JOB) == {"failed": 1}
     counts = h.counters(JOB)
-    assert (counts["sent"], counts["failed"], counts["failed_by_reason"]) == (0, 1, {"late": 1})
+    assert (counts["sent"], counts["failed"], counts["failed_by_reason"]) == (0, 1, {"late: x": 1})
 
 
 # --- the counters function: exactly once per stream record ---------------------------------------------
@@ -218,9 +218,13 @@ def test_the_handler_refuses_an_event_without_a_shard_id():
     assert counters_handler.handle({"Records": [], "isFinalInvokeForWindow": True}, counters.CounterWriter("t", client=object())) == {"state": {}}
 
 
-def test_reason_codes_never_carry_the_rest_of_the_reason():
-    assert counters.reason_code("MessageRejected: Email address is not verified: a@b.c") == "MessageRejected"
-    assert counters.reason_code(None) == "no reason recorded"
+def test_failure_counters_name_the_reason_without_any_address():
+    rejected = "MessageRejected: Email address is not verified. The following identities failed the check in region US-EAST-1: a@b.c, <d.e@f.g>"
+    assert counters.reason_key(rejected) == ("MessageRejected: Email address is not verified. The following identities "
+                                             "failed the check in region US-EAST-1: <address>, <<address>>")
+    assert counters.reason_key("recipient u***@example.org refused:\n  550  mailbox full") == "recipient <address> refused: 550 mailbox full"
+    assert counters.reason_key(None) == "no reason recorded"
+    assert len(counters.reason_key("x" * 1000)) == counters.REASON_KEY_LIMIT
     assert counters.outcome_attributes({"outcome": "skipped", "reason": "suppressed"}) == ["skipped", "skipped:suppressed"]
     assert counters.outcome_attributes({"outcome": "weird"}) == ["failed", "failed:no reason recorded"]
 

@@ -85,7 +85,7 @@ def test_status_reads_the_counters_and_verify_finds_no_drift(sender, clients, st
     # Then it comes from the counters, with every count the records would give
     assert code == 0 and counted["counted_from"] == "counters"
     assert (counted["sent"], counted["failed"], counted["not_started"], counted["state"]) == (5, 1, 0, "complete")
-    assert counted["failed_by_reason"] == {"MessageRejected": 1}
+    assert counted["failed_by_reason"] == {"MessageRejected: Address blacklisted: <address>": 1}
     assert {k: counted[k] for k in ("delivered", "bounced_permanent", "complained", "delayed", "opened")} == {
         "delivered": 3, "bounced_permanent": 1, "complained": 1, "delayed": 1, "opened": 1}
     # And it read the counter shards that exist (at most the 8 declared), whatever the job's size
