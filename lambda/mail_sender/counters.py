@@ -48,11 +48,14 @@ FAILED_PREFIX = "failed:"  # failed:<reason key>: the reason without its address
 SKIPPED_PREFIX = "skipped:"
 EVENT_PREFIX = "event:"  # event:<delivery outcome> (the weightiest event recorded per recipient)
 ENGAGEMENT = ("opened_at", "clicked_at")
-LAST_AT, FIRST_AT = "last_at", "first_at"  # outcome times (epoch s): status's average rate
+# Outcome times (epoch s), for status's average rate: one pair per stream shard (`last_at#<shard
+# id>`), each moved by its shard's writer alone, so the latest is the largest whichever shard wrote.
+LAST_AT, FIRST_AT = "last_at", "first_at"
 CHECKPOINT_PREFIX = "seq#"  # seq#<stream shard id>: the last sequence number applied from that shard
 REASON_KEY_LIMIT = 160
 # Anything with an @ and no spaces or quotes around it: full addresses and masked ones (u***@x.org).
 _ADDRESS = re.compile(r"[^\s<>\"',;()\[\]]+@[^\s<>\"',;()\[\]]+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 # Stream sequence numbers are decimal strings of varying length; zero-padded, DynamoDB's string
 # order is their numeric order, so the checkpoint's condition can compare them.
 SEQUENCE_WIDTH = 48
@@ -62,6 +65,8 @@ JOB_PARTITION_PREFIX = "job#"
 RECORD_SK_PREFIX = IDEMPOTENCY_KEY_PREFIX + "#"
 DELIVERY_SK_PREFIX = DELIVERY_KEY_PREFIX + "#"
 CONDITION_FAILED = "ConditionalCheckFailedException"
+VALIDATION = "ValidationException"  # e.g. "Item size to update has exceeded the maximum allowed size"
+MANY_REASONS = "other reasons (too many to count apart: `status --recipients failed` lists them)"
 APPLY_ATTEMPTS = 8
 
 
@@ -81,9 +86,10 @@ def counter_shard(stream_shard_id: str, shards: int = COUNTER_SHARDS) -> int:
 
 def reason_key(reason: str | None) -> str:
     """What a failure counter is named by: the reason with every address in it replaced by
-    `<address>`, whitespace folded, at most REASON_KEY_LIMIT characters. The same failure for many
-    recipients is one counter, and no counter names a recipient."""
-    text = _ADDRESS.sub("<address>", " ".join((reason or "").split()))
+    `<address>` and every quoted value (a file name, a template variable's value) by '…',
+    whitespace folded, at most REASON_KEY_LIMIT characters. The same failure for many recipients
+    is one counter, and no counter names a recipient."""
+    text = _QUOTED.sub("'…'", _ADDRESS.sub("<address>", " ".join((reason or "").split())))
     return text[:REASON_KEY_LIMIT] or "no reason recorded"
 
 
@@ -119,14 +125,15 @@ def sum_items(items: Iterable[dict[str, Any]]) -> Totals:
     totals = Totals()
     for item in items:
         for name, value in item.items():
-            if name in (LAST_AT, FIRST_AT) or isinstance(value, (str, bool)) or value is None:
+            if isinstance(value, (str, bool)) or value is None:
                 continue
-            totals.counts[name] += int(value)
-        if item.get(LAST_AT) is not None:
-            totals.last_at = max(totals.last_at or 0.0, float(item[LAST_AT]))
-        if item.get(FIRST_AT) is not None:
-            first = float(item[FIRST_AT])
-            totals.first_at = first if totals.first_at is None else min(totals.first_at, first)
+            kind = name.split("#", 1)[0]
+            if kind == LAST_AT:
+                totals.last_at = max(totals.last_at or 0.0, float(value))
+            elif kind == FIRST_AT:
+                totals.first_at = float(value) if totals.first_at is None else min(totals.first_at, float(value))
+            else:
+                totals.counts[name] += int(value)
     return totals
 
 
@@ -256,7 +263,7 @@ def counter_update(table: str, job_id: str, stream_shard_id: str, delta: JobDelt
         values[f":c{index}"] = {"N": str(n)}
         adds.append(f"#c{index} :c{index}")
     if delta.last_at is not None:
-        names["#last"], names["#first"] = LAST_AT, FIRST_AT
+        names["#last"], names["#first"] = f"{LAST_AT}#{stream_shard_id}", f"{FIRST_AT}#{stream_shard_id}"
         values[":last_at"], values[":first_at"] = {"N": repr(delta.last_at)}, {"N": repr(delta.first_at)}
         sets += ["#last = :last_at", "#first = if_not_exists(#first, :first_at)"]
     if expected is None:
@@ -271,6 +278,21 @@ def counter_update(table: str, job_id: str, stream_shard_id: str, delta: JobDelt
     return {"TableName": table, "Key": counter_keys(job_id, COUNTER_SHARDS)[counter_shard(stream_shard_id)],
             "UpdateExpression": expression, "ConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+
+def coarsened_counts(change: Counter) -> Counter:
+    """Every failed:/skipped: reason counted under one name (see CounterWriter._apply_job)."""
+    found: Counter = Counter()
+    for name, n in change.items():
+        for prefix in (FAILED_PREFIX, SKIPPED_PREFIX):
+            if name.startswith(prefix):
+                name = prefix + MANY_REASONS
+        found[name] += n
+    return found
+
+
+def coarsened(delta: JobDelta) -> JobDelta:
+    return JobDelta(coarsened_counts(delta.counts), delta.first_sequence, delta.last_sequence, delta.first_at, delta.last_at)
 
 
 class CounterWriter(LazyClient):
@@ -294,6 +316,7 @@ class CounterWriter(LazyClient):
     def _apply_job(self, stream_shard_id: str, job_id: str, changes: list[tuple[str, Counter, float | None]]) -> int:
         delta = fold(changes)
         expected: str | None = None  # first try: the checkpoint is before this batch (the usual case)
+        coarse = False
         for _ in range(APPLY_ATTEMPTS):
             if delta is None:
                 return 0  # every record of this job in the batch was applied before
@@ -302,6 +325,14 @@ class CounterWriter(LazyClient):
                 self.writes += 1
                 return 1
             except ClientError as exc:
+                if error_code(exc) == VALIDATION and "size" in str(exc).lower() and not coarse:
+                    # The counter item reached DynamoDB's 400 KB: too many distinct reasons. This
+                    # batch's reasons are counted together rather than stall the shard for good
+                    # (outcomes stay exact; verify shows the reasons it could not keep apart).
+                    coarse = True
+                    delta = coarsened(delta)
+                    changes = [(sequence, coarsened_counts(change), at) for sequence, change, at in changes]
+                    continue
                 if error_code(exc) != CONDITION_FAILED:
                     raise
             # A retried batch: some of its records were applied. Add only those after the checkpoint.

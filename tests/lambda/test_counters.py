@@ -174,6 +174,33 @@ def test_a_retried_batch_is_counted_once_even_when_it_grew_or_failed_halfway(sen
         assert counts_of(clients, stack.table, job_id)["sent"] == 6
 
 
+def test_a_counter_item_too_large_for_more_reasons_counts_them_together_and_stays_exact(sender_env, clients, stack):
+    # Given a job whose 5 recipients SES refused, each for a reason of its own, and a counter item
+    # that DynamoDB refuses to grow with one more reason (its 400 KB item limit)
+    h = sender_env
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
+    faulty_ses(lambda to, n: client_error("MessageRejected", f"policy {to[:5]} refused"))
+    assert h.invoke(h.record(JOB, 0, people(5)))["batchItemFailures"] == []
+    shard, records = stream_records(clients, stack.table)
+    real = clients.dynamodb.update_item
+
+    def item_limit(**kwargs):
+        reasons = [n for n in kwargs["ExpressionAttributeNames"].values() if n.startswith(counters.FAILED_PREFIX)]
+        if any(n != counters.FAILED_PREFIX + counters.MANY_REASONS for n in reasons):
+            raise client_error("ValidationException", "Item size to update has exceeded the maximum allowed size", 400, "UpdateItem")
+        return real(**kwargs)
+
+    writer = counters.CounterWriter(stack.table, client=type("Limited", (), {"update_item": staticmethod(item_limit),
+                                                                            "get_item": clients.dynamodb.get_item})())
+
+    # When the counters function applies the batch
+    writer.apply(shard, records)
+
+    # Then every failure is counted, under one reason that says why, and nothing stalls
+    counts = counts_of(clients, stack.table, JOB)
+    assert (counts["failed"], counts["failed_by_reason"]) == (5, {counters.MANY_REASONS: 5})
+
+
 def test_two_pollers_of_the_same_stream_count_each_change_once(sender_env, clients, stack):
     # Given a counted job with 20 outcomes in the stream
     from mailctl.local.counter_stream import CounterStream
@@ -283,3 +310,22 @@ def test_delivery_counts_follow_the_items_whatever_the_order_and_duplicates(even
     assert events_in_items(clients, stack, JOB) == {"delivered": 2, "bounced_transient": 1, "complained": 1, "sent": 1}
     assert counts["events"] == {"delivered": 2, "bounced_transient": 1, "complained": 1, "sent": 1}
     assert counts["opened"] == 1
+
+
+def test_the_deployed_entry_point_counts_a_tumbling_window_event(sender_env, clients, stack):
+    # Given a counted job's outcomes in the stream, and the function's environment (MAILCTL_TABLE)
+    from mail_sender import counters_handler
+
+    h = sender_env
+    h.put_job(JOB, counter_shards=counters.COUNTER_SHARDS)
+    assert h.invoke(h.record(JOB, 0, people(3)))["batchItemFailures"] == []
+    shard, records = stream_records(clients, stack.table)
+    event = {"Records": records, "shardId": shard, "window": {"start": "2026-11-29T00:00:00Z", "end": "2026-11-29T00:01:00Z"},
+             "state": {}, "isFinalInvokeForWindow": False, "isWindowTerminatedEarly": False}
+
+    # When Lambda invokes it with the window's batch, twice (a retry)
+    assert counters_handler.lambda_handler(event, LambdaContext(function_name="mailctl-counters")) == {"state": {}}
+    assert counters_handler.lambda_handler(event, LambdaContext(function_name="mailctl-counters")) == {"state": {}}
+
+    # Then the job's three outcomes are counted once
+    assert counts_of(clients, stack.table, JOB)["sent"] == 3
