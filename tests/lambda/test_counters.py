@@ -210,13 +210,13 @@ def test_two_pollers_of_the_same_stream_count_each_change_once(sender_env, clien
     assert h.invoke(h.record(JOB, 0, people(20)))["batchItemFailures"] == []
 
     # When two pollers (a local stack's and a test worker's, say) both read the stream from its start
-    pollers = [CounterStream(clients), CounterStream(clients)]
+    pollers = [CounterStream(clients, resume=False), CounterStream(clients, resume=False)]
     threads = [threading.Thread(target=poller.drain) for poller in pollers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    CounterStream(clients).drain()  # and a third, started after them (a worker restarted)
+    CounterStream(clients, resume=False).drain()  # and a third from the start, after them
 
     # Then every outcome is counted once
     assert counts_of(clients, stack.table, JOB)["sent"] == 20

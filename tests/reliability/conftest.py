@@ -242,11 +242,15 @@ class Rig:
         counters function first has the stream's last changes, as it would within a second on AWS."""
         from mailctl.local.counter_stream import CounterStream
 
-        CounterStream(Clients(self.config)).drain()
+        started = time.monotonic()
+        handed = CounterStream(Clients(self.config)).drain()
+        print(f"[reliability] counters stream drained ({handed} records) in {time.monotonic() - started:.1f}s")
         for job_id in self.job_ids():
+            started = time.monotonic()
             code = self.mailctl("status", job_id, "--verify", "--json")
             assert code == 0, f"status {job_id} --verify exited {code}: the counters drifted from the records"
-            print(f"[reliability] status {job_id} --verify: counters agree with the records (or the job has none)")
+            print(f"[reliability] status {job_id} --verify: counters agree with the records (or the job has none), "
+                  f"{time.monotonic() - started:.1f}s")
 
 
 @pytest.fixture
