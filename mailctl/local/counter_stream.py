@@ -17,7 +17,10 @@ from typing import Any, Callable
 from mailctl.aws.session import Clients
 
 BATCH_SIZE = 1000  # the mapping's BatchSize (template.yaml)
-IDLE_SECONDS = 0.2
+# The mapping's MaximumBatchingWindowInSeconds is 1: Lambda gathers records up to a second before it
+# invokes. Locally the poller waits that long between polls too, so that it takes its batches in a
+# few calls rather than competing with the sender (in the same process) for every record.
+BATCHING_WINDOW_SECONDS = 1.0
 # (stream ARN, shard id) -> the sequence number of the last record applied, across pollers.
 _applied_through: dict[tuple[str, str], str] = {}
 _applied_lock = threading.Lock()
@@ -112,9 +115,8 @@ class CounterStream:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                if not self.poll_once():
-                    stop.wait(IDLE_SECONDS)
+                self.poll_once()
             except Exception as exc:  # the endpoint went away, or a bug: say so and keep polling
                 self.errors += 1
                 self.log(f"counters stream: {type(exc).__name__}: {exc}")
-                stop.wait(1.0)
+            stop.wait(BATCHING_WINDOW_SECONDS)

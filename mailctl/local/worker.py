@@ -440,7 +440,9 @@ class LocalWorker:
                 for n in range(self.source.concurrency)
             ]
             counter_stream = CounterStream(self.clients, log=self.log) if self.source.counts else None
-            if counter_stream is not None:
+            if counter_stream is not None and not until_empty:
+                # A worker that runs until stopped counts as it goes (the guard acts on the counts);
+                # one that drains the queue counts once, at the end, rather than beside the sender.
                 threads.append(threading.Thread(target=counter_stream.run, args=(stop,), name="mailctl-counters", daemon=True))
             for thread in threads:
                 thread.start()
