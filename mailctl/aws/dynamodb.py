@@ -190,16 +190,23 @@ class StateTable:
         with aws_call(f"table {self.table}"):
             return self.client.describe_time_to_live(TableName=self.table).get("TimeToLiveDescription", {})
 
+    def change_stream(self) -> str | None:
+        """The ARN of the table's stream when it carries its items' old and new images (what the
+        counters function reads), else None."""
+        with aws_call(f"table {self.table}"):
+            table = self.client.describe_table(TableName=self.table)["Table"]
+        spec = table.get("StreamSpecification") or {}
+        if spec.get("StreamEnabled") and spec.get("StreamViewType") == "NEW_AND_OLD_IMAGES":
+            return table.get("LatestStreamArn")
+        return None
+
     def streams_changes(self) -> bool:
-        """True when the table streams its items' old and new images (what the counters function
-        reads). False when it does not, or when DescribeTable is not allowed: a job then goes
-        without counters and is counted from its records, slower but never wrong."""
+        """Whether a new job gets counters. False also when DescribeTable is not allowed: the job
+        is then counted from its records, slower but never wrong."""
         try:
-            with aws_call(f"table {self.table}"):
-                spec = self.client.describe_table(TableName=self.table)["Table"].get("StreamSpecification") or {}
+            return self.change_stream() is not None
         except OperationalError:
             return False
-        return bool(spec.get("StreamEnabled")) and spec.get("StreamViewType") == "NEW_AND_OLD_IMAGES"
 
     def failure_reasons(self, message_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The sender's failure items (pk="failures", sk=<SQS message id>) for these ids, by id.

@@ -59,6 +59,18 @@ class LambdaAdapter:
             mapping = {**mapping, **_without_metadata(self.client.get_event_source_mapping(UUID=mapping["UUID"]))}
         return mapping
 
+    def mappings_from(self, event_source_arn: str) -> list[dict[str, Any]]:
+        """Every event source mapping reading `event_source_arn` (a queue or a table's stream)."""
+        mappings: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"EventSourceArn": event_source_arn}
+        while True:
+            with aws_call(f"event source mappings of {event_source_arn}"):
+                response = self.client.list_event_source_mappings(**kwargs)
+            mappings.extend(m for m in response.get("EventSourceMappings", []) if m.get("EventSourceArn") == event_source_arn)
+            if not response.get("NextMarker"):
+                return mappings
+            kwargs["Marker"] = response["NextMarker"]
+
     def set_mapping_enabled(self, function_name: str, queue_arn: str, enabled: bool) -> dict[str, Any]:
         """Enable or disable the mapping (pause/resume). Raises OperationalError when there is no mapping."""
         mapping = self.event_source_mapping(function_name, queue_arn)

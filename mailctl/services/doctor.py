@@ -103,6 +103,7 @@ def run_doctor(config: Config, clients: Clients, identities: list[str] | None = 
     checks.append(_idempotency_expiry(config, facts))
     guarded("payload_lifecycle", lambda: _payload_lifecycle(config, clients, facts))
     guarded("table_ttl", lambda: _table_ttl(config, clients))
+    guarded("job_counters", lambda: _job_counters(config, clients, facts))
     ses = SesAdapter(clients.sesv2, clients.client("ses"))
     bundles = _recent_bundles(config, clients)
     guarded("ses_identity", lambda: _ses_identities(config, ses, identities, bundles))
@@ -324,6 +325,37 @@ def _payload_lifecycle(config: Config, clients: Clients, facts: _Facts) -> Check
             "use an expiration in days (15 or more) instead of a date",
         )
     return Check("payload_lifecycle", OK, f"bucket {config.bucket} expires objects after {shortest} days (DLQ: {_days(dlq_retention)})")
+
+
+def _job_counters(config: Config, clients: Clients, facts: _Facts) -> Check:
+    """Whatever keeps the jobs' counters (docs/counters.md): the table's stream and a function
+    reading it through a tumbling window. Without the function, new jobs would show nothing sent."""
+    stream = StateTable(clients.dynamodb, config.table).change_stream()
+    if stream is None:
+        return Check(
+            "job_counters", WARNING,
+            f"table {config.table} does not stream its changes: new jobs get no counters, and `status` reads every record of a job",
+            "deploy lambda/template.yaml: the table's StreamSpecification and CountersFunction (docs/counters.md)",
+        )
+    if facts.local:
+        return Check("job_counters", OK, f"table {config.table} streams its changes; the local worker counts them")
+    readers = [m for m in LambdaAdapter(clients.lambda_).mappings_from(stream) if m.get("State") in ("Enabled", "Enabling", "Creating", "Updating")]
+    if not readers:
+        return Check(
+            "job_counters", PROBLEM,
+            f"table {config.table} streams its changes but no enabled function reads them: new jobs' status would show nothing sent",
+            "deploy lambda/template.yaml (CountersFunction), or enable its event source mapping",
+        )
+    windowless = [m for m in readers if not m.get("TumblingWindowInSeconds")]
+    if windowless:
+        return Check(
+            "job_counters", PROBLEM,
+            f"the mapping {windowless[0].get('UUID')} reads table {config.table}'s stream without a tumbling window: "
+            "its events carry no shard id, and the counters function refuses them",
+            "set TumblingWindowInSeconds (the template uses 60)",
+        )
+    names = ", ".join(sorted({str(m.get("FunctionArn", "?")).rsplit(":", 1)[-1] for m in readers}))
+    return Check("job_counters", OK, f"table {config.table}: its changes are counted by {names}")
 
 
 def _table_ttl(config: Config, clients: Clients) -> Check:

@@ -18,7 +18,7 @@ from mailctl.local.provision import provision
 EVERY_CHECK = {
     "sender_function", "visibility_timeout", "redrive_policy", "dlq_retention", "message_size", "batch_item_failures",
     "idempotency_expiry", "payload_lifecycle", "table_ttl", "ses_identity", "configuration_set", "ses_account", "send_rate",
-    "events_destination", "events_queue", "events_subscription", "events_function",
+    "events_destination", "events_queue", "events_subscription", "events_function", "job_counters",
 }
 
 
@@ -399,3 +399,45 @@ def test_a_configuration_set_without_an_event_destination_is_a_problem(sound_sta
     assert checks["configuration_set"]["status"] == "ok"
     assert checks["events_destination"]["status"] == "problem"
     assert "configuration set bare has no enabled SNS event destination" in checks["events_destination"]["detail"]
+
+
+# --- the job counters (docs/counters.md) ---------------------------------------------------------------
+
+
+def counters_check(clients: Clients, local: bool) -> dict:
+    from mailctl.services.doctor import _Facts, _job_counters
+
+    return _job_counters(clients.config, clients, _Facts(local=local)).as_dict()
+
+
+def test_the_counters_need_a_function_reading_the_stream_through_a_tumbling_window(doctor_clients, sound_stack):
+    # Given the local stack's table, which streams its changes
+    stream = doctor_clients.dynamodb.describe_table(TableName=doctor_clients.config.table)["Table"]["LatestStreamArn"]
+
+    # Then locally the worker counts them; on AWS a function must read them, through a tumbling window
+    assert counters_check(doctor_clients, local=True)["status"] == "ok"
+    missing = counters_check(doctor_clients, local=False)
+    assert missing["status"] == "problem" and "no enabled function reads them" in missing["detail"]
+    lambda_ = doctor_clients.lambda_
+    windowless = lambda_.create_event_source_mapping(FunctionName=doctor_clients.config.sender_function, EventSourceArn=stream,
+                                                     StartingPosition="TRIM_HORIZON", BatchSize=1000)
+    assert "without a tumbling window" in counters_check(doctor_clients, local=False)["detail"]
+    lambda_.delete_event_source_mapping(UUID=windowless["UUID"])
+    lambda_.create_event_source_mapping(FunctionName=doctor_clients.config.sender_function, EventSourceArn=stream,
+                                        StartingPosition="TRIM_HORIZON", BatchSize=1000, TumblingWindowInSeconds=60)
+    assert counters_check(doctor_clients, local=False)["status"] == "ok"
+
+
+def test_a_table_without_a_stream_is_a_warning_that_status_reads_every_record(doctor_clients, sound_stack):
+    # Given a table made without a stream (moto cannot describe one whose stream was turned off)
+    ddb = doctor_clients.dynamodb
+    table = doctor_clients.config.table
+    ddb.delete_table(TableName=table)
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+
+    # Then doctor warns, and says what to deploy
+    found = counters_check(doctor_clients, local=True)
+    assert found["status"] == "warning" and "does not stream its changes" in found["detail"]
+    assert "CountersFunction" in found["fix"]
