@@ -26,3 +26,13 @@ def sender_env(monkeypatch, stack, moto_endpoint, clients):
     handler.install(None)
 
 
+@pytest.fixture
+def events_env(monkeypatch, stack, moto_endpoint, clients):
+    """The events function's environment: its table and the moto endpoint, its recorder rebuilt."""
+    from mail_sender import events_handler
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("MAILCTL_TABLE", stack.table)
+    events_handler.install(None)
+    yield
+    events_handler.install(None)

@@ -261,17 +261,6 @@ def test_failure_counters_name_the_reason_without_any_address():
 samples = importlib.import_module("tests.lambda.ses_samples")
 
 
-@pytest.fixture
-def events_env(monkeypatch, stack, moto_endpoint, clients):
-    from mail_sender import events_handler
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("MAILCTL_TABLE", stack.table)
-    events_handler.install(None)
-    yield
-    events_handler.install(None)
-
-
 def send_events(*bodies: str) -> None:
     from mail_sender import events_handler
 

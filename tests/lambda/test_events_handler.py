@@ -22,15 +22,6 @@ sqs_record, sqs_event, LambdaContext, failed_ids = (
 JOB = "november-newsletter-3f9a2c1b"
 
 
-@pytest.fixture
-def events_env(monkeypatch, stack, moto_endpoint, clients):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("MAILCTL_TABLE", stack.table)
-    events_handler.install(None)
-    yield
-    events_handler.install(None)
-
-
 def invoke(*bodies: str):
     records = [sqs_record(body) for body in bodies]
     return records, events_handler.lambda_handler(sqs_event(*records), LambdaContext(function_name="mailctl-events"))
