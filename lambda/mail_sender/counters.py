@@ -227,8 +227,9 @@ def record_change(record: dict[str, Any]) -> tuple[str, str, Counter, float | No
 
 
 def job_deltas(records: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, Counter, float | None]]]:
-    """The batch's records grouped by job, in stream order (changes may be empty: they still move
-    the checkpoint only if something else is written)."""
+    """The batch's records that change a count, grouped by job, in stream order. (A record that
+    changes none, such as an INPROGRESS insert, needs no write: skipping it never lets a later
+    record be counted twice, since the checkpoint only moves past records that were applied.)"""
     grouped: dict[str, list[tuple[str, Counter, float | None]]] = {}
     for record in records:
         found = record_change(record)
