@@ -154,7 +154,8 @@ def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None =
             title, coordinate = place(key)
             part = f"xl/worksheets/sheet{workbook.sheetnames.index(title) + 1}.xml"
             text = escape(str(int(value) if isinstance(value, bool) else value))
-            xml, count = re.subn(rf'<c r="{coordinate}"([^>]*)>(<f>.*?</f>)<v ?/>', rf'<c r="{coordinate}"{kind}\1>\2<v>{text}</v>',
+            # openpyxl writes the empty value as <v /> with its own XML writer, <v></v> with lxml's.
+            xml, count = re.subn(rf'<c r="{coordinate}"([^>]*)>(<f>.*?</f>)(?:<v ?/>|<v></v>)', rf'<c r="{coordinate}"{kind}\1>\2<v>{text}</v>',
                                  parts[part].decode("utf-8"))
             assert count == 1, f"no formula in {key}"
             parts[part] = xml.encode("utf-8")
@@ -167,6 +168,7 @@ def write_xlsx(path: Path, rows: list[list], *, formats: dict[str, str] | None =
 def share_strings(path: Path, furigana: dict[str, str] | None = None) -> Path:
     """Rewrite a workbook's inline strings as Excel saves text: a shared-string table, entries with
     the phonetic guide (furigana) Japanese Excel records as names are typed."""
+    import html
     import re
     import zipfile
     from xml.sax.saxutils import escape
@@ -177,7 +179,8 @@ def share_strings(path: Path, furigana: dict[str, str] | None = None) -> Path:
     table: dict[str, int] = {}
 
     def shared(match: re.Match) -> str:
-        text = re.sub(r"&(lt|gt|amp);", lambda m: {"lt": "<", "gt": ">", "amp": "&"}[m.group(1)], match.group(2))
+        # html.unescape: openpyxl writes non-ASCII text as character references when lxml is installed.
+        text = html.unescape(match.group(2))
         return f'{match.group(1)} t="s"><v>{table.setdefault(text, len(table))}</v></c>'
 
     for name in [n for n in parts if n.startswith("xl/worksheets/sheet")]:
