@@ -62,7 +62,7 @@ class _Raw(io.BytesIO):
 
 
 class StandIn:
-    """Answers S3 GetObject, DynamoDB Get/Put/Update/DeleteItem, BatchGetItem and TransactWriteItems, and SES v2 SendEmail in memory."""
+    """Answers S3 GetObject, DynamoDB Get/Put/Update/DeleteItem and BatchGetItem, and SES v2 SendEmail in memory."""
 
     def __init__(self, ses_latency: float = 0.0, max_send_rate: float = 1e9):
         self.ses_latency = ses_latency
@@ -105,8 +105,6 @@ class StandIn:
                 self.sent += 1
             return self._response(request, 200, json.dumps({"MessageId": uuid.uuid4().hex}).encode())
         params = json.loads(request.body)
-        if operation == "TransactWriteItems":
-            return self._transact(request, params)
         if operation == "BatchGetItem":  # the sender's suppression-list check, once per chunk
             with self.lock:
                 found = {table: [self.items[(k["pk"]["S"], k["sk"]["S"])] for k in spec["Keys"] if (k["pk"]["S"], k["sk"]["S"]) in self.items]
@@ -146,35 +144,6 @@ class StandIn:
                 self.items.pop(key, None)
                 return self._json(request, {})
         raise NotImplementedError(operation)
-
-    def _transact(self, request, params: dict[str, Any]) -> AWSResponse:
-        """TransactWriteItems as the sender's counters use it: the record's INPROGRESS -> COMPLETED
-        update (conditional on INPROGRESS) and the counter shard's ADD, all or nothing."""
-        with self.lock:
-            updates = [entry["Update"] for entry in params["TransactItems"]]
-            keys = [(u["Key"]["pk"]["S"], u["Key"]["sk"]["S"]) for u in updates]
-            for update, key in zip(updates, keys):
-                if "#status = :in_progress" in update.get("ConditionExpression", "") and \
-                        self.items.get(key, {}).get("status", {}).get("S") != "INPROGRESS":
-                    return self._json(request, {"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-                                                "message": "Transaction cancelled [ConditionalCheckFailed, None]",
-                                                "CancellationReasons": [{"Code": "ConditionalCheckFailed"}, {"Code": "None"}]}, 400)
-            for update, key in zip(updates, keys):
-                item = self.items.setdefault(key, {"pk": {"S": key[0]}, "sk": {"S": key[1]}})
-                names, values = update.get("ExpressionAttributeNames", {}), update.get("ExpressionAttributeValues", {})
-                expression = update["UpdateExpression"]
-                if expression.startswith("SET #response_data"):
-                    for name, placeholder in (("#response_data", ":response_data"), ("#expiry", ":expiry"), ("#status", ":status")):
-                        item[names[name]] = values[placeholder]
-                    continue
-                for part in expression.split("ADD ", 1)[1].split(", "):
-                    name, placeholder = part.split()
-                    old = float(item.get(names[name], {}).get("N", "0"))
-                    item[names[name]] = {"N": str(int(old + float(values[placeholder]["N"])))}
-                if ":at" in values:
-                    item["last_at"] = values[":at"]
-                    item.setdefault("first_at", values[":at"])
-            return self._json(request, {})
 
     def _conditional_failed(self, request) -> AWSResponse:
         return self._json(request, {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",

@@ -427,8 +427,9 @@ class DynamoDbTally:
         return counted
 
 
-def _recording_stream(clients):
-    """CounterStream, also noting how many of the job's stream records each invocation carried."""
+def _recording_stream(clients, resume: bool = True):
+    """CounterStream, also noting how many of the job's stream records each invocation carried.
+    `resume=False`: from the stream's oldest record, whatever this process applied before."""
     from mail_sender import counters
     from mailctl.local.counter_stream import CounterStream
 
@@ -450,7 +451,7 @@ def _recording_stream(clients):
             print(f"  counters stream: {message}", file=sys.stderr, flush=True)
         failures.append(message)
 
-    return RecordingStream(clients, log=log)
+    return RecordingStream(clients, log=log, resume=resume)
 
 
 def _largest_items(clients, table: str) -> dict[str, int]:
@@ -521,7 +522,7 @@ def send_and_count(endpoint: str, tally: DynamoDbTally, recipients: int, regime:
         # recreated with TRIM_HORIZON): what applying the whole stream again costs, and that it
         # changes no count.
         tally.reset()
-        again = _recording_stream(clients)
+        again = _recording_stream(clients, resume=False)
         again.drain()
         replayed = tally.snapshot()
         replay = {"batches": len(again.batches), "errors": again.errors,
