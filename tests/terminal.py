@@ -96,6 +96,9 @@ def run_in_terminal(args: list[str], *, env: dict[str, str], cwd: Path, columns:
             # A test run started in the background (CI, `cmd &`) ignores SIGINT, and an ignored
             # signal stays ignored across exec: give the command a terminal's usual Ctrl-C.
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # A blocked signal also stays blocked across exec (a test process's threads may block
+            # it): unblock it, or Ctrl-C would wait pending forever.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             os.chdir(cwd)
             os.execve(sys.executable, [sys.executable, "-m", "mailctl", *args], {**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})
         finally:
