@@ -14,6 +14,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from mailctl.aws.dynamodb import StateTable
 from mailctl.aws.session import Clients
 
 BATCH_SIZE = 1000  # the mapping's BatchSize (template.yaml)
@@ -47,7 +48,7 @@ class CounterStream:
 
     def stream_arn(self) -> str | None:
         if self._stream_arn is None:
-            self._stream_arn = self.clients.dynamodb.describe_table(TableName=self.table)["Table"].get("LatestStreamArn")
+            self._stream_arn = StateTable(self.clients.dynamodb, self.table).change_stream()
         return self._stream_arn
 
     def poll_once(self) -> int:
