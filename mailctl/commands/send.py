@@ -33,7 +33,7 @@ def send(
     resend: bool = typer.Option(False, "--resend", help="Also mail addresses that earlier jobs of this campaign already mailed or enqueued."),
     chunk_size: int = typer.Option(None, "--chunk-size", min=1, max=1000, help="Recipients per SQS message (default from config).", show_default=False),
     canary: str = typer.Option(None, "--canary", metavar="N|N%", help="Send first to N recipients (or N% of them) drawn at random from the whole list; hold the rest as a paused job (`mailctl resume JOB` releases it).", show_default=False),
-    canary_wait: str = typer.Option(None, "--canary-wait", metavar="DURATION", help="With --canary: wait (e.g. 30m) for the canary's outcomes and release the rest if its rates are within the guard's thresholds; otherwise keep it held and say why (exit 1).", show_default=False),
+    canary_wait: str = typer.Option(None, "--canary-wait", metavar="DURATION", help="With --canary: wait (e.g. 30m) for the canary's outcomes (a send SES never answered is not waited for: its outcome may never come) and release the rest if its rates are within the guard's thresholds; otherwise keep it held and say why (exit 1).", show_default=False),
     over_quota: bool = typer.Option(False, "--over-quota", help="Send a job bigger than the SES 24-hour quota left (the rest waits for the rolling window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
 ) -> None:

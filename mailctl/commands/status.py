@@ -129,7 +129,8 @@ def render_status(status) -> Group:
         rows.append(_guard_row(status.guard))
     if status.canary:
         c = status.canary
-        rows.append(("canary", f"{c['size']:,}", f"{'holding the rest; ' if c['held'] else ''}sent {c['sent']:,}, failed {c['failed']:,}; "
+        rows.append(("canary", f"{c['size']:,}", f"{'holding the rest; ' if c['held'] else ''}sent {c['sent']:,}, failed {c['failed']:,}"
+                     f"{f', unknown {unknown:,}' if (unknown := c.get('unknown')) else ''}; "
                      f"{c['outcomes']:,} outcomes: {c['bounced_permanent']:,} permanent bounces ({c['bounce_rate']:.2%}), "
                      f"{c['complained']:,} complaints ({c['complaint_rate']:.2%}); seed {c['seed']}"))
     rows.append(("rate", "-" if status.rate_per_second is None else f"{status.rate_per_second:.1f}/s", f"last {RATE_WINDOW_SECONDS // 60} min"))

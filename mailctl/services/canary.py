@@ -48,7 +48,11 @@ class CanaryReport:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    # Sent, but SES did not answer: it may have the mail, and the sender will not send it again, so
+    # waiting longer may bring no outcome.
+    unknown: int = 0
     outcomes: int = 0  # final SES outcomes among the canary's recipients
+    known: int = 0  # canary recipients whose fate is known: an SES outcome, or failed, skipped or unknown
     delivered: int = 0
     bounced_permanent: int = 0
     complained: int = 0
@@ -60,11 +64,6 @@ class CanaryReport:
     @property
     def complaint_rate(self) -> float:
         return self.complained / self.outcomes if self.outcomes else 0.0
-
-    @property
-    def in_(self) -> int:
-        """Canary recipients whose fate is known: an SES outcome, or failed/skipped before SES."""
-        return self.outcomes + self.failed + self.skipped
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bounce_rate": round(self.bounce_rate, 6), "complaint_rate": round(self.complaint_rate, 6)}
@@ -81,6 +80,8 @@ def report(table: StateTable, manifest: dict[str, Any]) -> CanaryReport | None:
     def mine(email: str | None) -> bool:
         return bool(email) and canary.is_canary(seed, limit, recipient_key(email))
 
+    known: set[str] = set()  # recipient keys: an unknown send may still get its SES outcome
+
     for record in table.job_records(manifest["job_id"], int(manifest.get("idempotency_shards") or 1)):
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
         if str(record.get("sk", "")).startswith("recipient#") and mine(data.get("email")):
@@ -88,6 +89,9 @@ def report(table: StateTable, manifest: dict[str, Any]) -> CanaryReport | None:
             result.sent += outcome == "sent"
             result.failed += outcome == "failed"
             result.skipped += outcome == "skipped"
+            result.unknown += outcome == "unknown"
+            if outcome in ("failed", "skipped", "unknown"):
+                known.add(recipient_key(data["email"]))
     for page in delivery.delivery_pages(table, manifest):
         for item in page:
             email = (item.get("email") or {}).get("S")
@@ -97,6 +101,8 @@ def report(table: StateTable, manifest: dict[str, Any]) -> CanaryReport | None:
                 result.delivered += event in ("delivered", "complained")
                 result.bounced_permanent += event == "bounced_permanent"
                 result.complained += event == "complained"
+                known.add(recipient_key(email))
+    result.known = len(known)
     return result
 
 
@@ -113,7 +119,8 @@ class Release:
 def wait_and_release(config: Config, clients: Clients, job_id: str, timeout_seconds: float,
                      clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                      poll_seconds: float = 2.0) -> Release:
-    """Wait until every canary recipient's fate is known, then release the rest if the canary's
+    """Wait until every canary recipient's fate is known (an SES outcome; or failed, skipped, or sent
+    with no answer from SES, whose outcome may never come), then release the rest if the canary's
     rates are within the job's guard thresholds; otherwise (or on timeout) keep the job held and
     say why."""
     table = StateTable(clients.dynamodb, config.table)
@@ -125,10 +132,10 @@ def wait_and_release(config: Config, clients: Clients, job_id: str, timeout_seco
             raise UserError(f"job {job_id} has no canary", hint="--canary-wait goes with --canary")
         if not found.held:
             return Release(False, "the job is no longer held for its canary (released or paused by hand)", found)
-        if found.in_ >= found.size:
+        if found.known >= found.size:
             break
         if clock() >= deadline:
-            reason = f"only {found.in_:,} of the canary's {found.size:,} outcomes came back in time"
+            reason = f"only {found.known:,} of the canary's {found.size:,} outcomes came back in time"
             _hold(table, job_id, reason)
             return Release(False, reason, found)
         sleep(poll_seconds)
@@ -140,8 +147,10 @@ def wait_and_release(config: Config, clients: Clients, job_id: str, timeout_seco
         _hold(table, job_id, reason)
         return Release(False, reason, found)
     job_pause.resume_job(config, clients, job_id, by="canary-wait")
+    unanswered = (f"; {found.unknown:,} sent with no answer from SES (`mailctl status {job_id} --recipients unknown`)"
+                  if found.unknown else "")
     return Release(True, f"the canary came back clean: {found.bounced_permanent} permanent bounces, {found.complained} complaints "
-                         f"in {found.outcomes:,} outcomes", found)
+                         f"in {found.outcomes:,} outcomes{unanswered}", found)
 
 
 def _hold(table: StateTable, job_id: str, reason: str) -> None:
