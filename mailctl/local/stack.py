@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from mailctl.aws.session import LOCAL_CREDENTIALS, Clients
 from mailctl.config import Config, LOCAL_PORT
 from mailctl.errors import OperationalError
+from mailctl.local import atomic_writes
 from mailctl.local.provision import Provisioned, provision
 from mailctl.local.ses_front import AccountOptions, SesFront
 from mailctl.local.simulator import EventPublisher
@@ -88,31 +89,9 @@ def _hide_unimplemented(record: logging.LogRecord) -> bool:
     return not ("NotImplementedError" in message and "has not been implemented" in message)
 
 
-_DYNAMODB_TARGET = "DynamoDB_20120810."  # X-Amz-Target of every DynamoDB API call (not Streams')
-
-
-def one_dynamodb_call_at_a_time(app: Callable) -> Callable:
-    """DynamoDB applies a write atomically: its condition is checked and the item written with
-    nothing in between, and each change gets its own stream sequence number. moto's threaded server
-    runs calls side by side with no such lock. Two conditional writes to a new item can then both
-    pass (an SES Send event recorded at the moment of its Delivery event left the item at "sent",
-    so a canary's outcome never came), and two writes can share a sequence number (which the
-    counters' checkpoints would read as a record already applied). So the local stack runs DynamoDB
-    calls one at a time; moto's calls are short, and the other services are not held up."""
-    lock = threading.Lock()
-
-    def serialized(environ, start_response):
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(_DYNAMODB_TARGET):
-            return app(environ, start_response)
-        with lock:
-            return list(app(environ, start_response))  # the whole answer, made inside the lock
-
-    return serialized
-
-
 def moto_server(port: int, front: SesFront, host: str = HOST):
-    """moto's threaded server with the SES account rules in front of its app, and DynamoDB's
-    atomic writes (one_dynamodb_call_at_a_time)."""
+    """moto's threaded server with the SES account rules in front of its app, and DynamoDB's writes
+    atomic as on AWS (mailctl.local.atomic_writes)."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
@@ -120,7 +99,8 @@ def moto_server(port: int, front: SesFront, host: str = HOST):
     class FrontedMotoServer(ThreadedMotoServer):
         # ThreadedMotoServer builds its app inside this method; the same, wrapped.
         def _server_entry(self) -> None:
-            app = front.wrap(one_dynamodb_call_at_a_time(DomainDispatcherApplication(create_backend_app)))
+            app = DomainDispatcherApplication(create_backend_app)
+            app = front.wrap(app if atomic_writes.patch_moto() else atomic_writes.one_dynamodb_call_at_a_time(app))
             self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
             self._server_ready_event.set()
             self._server.serve_forever()

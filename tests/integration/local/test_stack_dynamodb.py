@@ -1,4 +1,4 @@
-"""The local stack's DynamoDB writes are atomic, as DynamoDB's are (stack.one_dynamodb_call_at_a_time).
+"""The local stack's DynamoDB writes are atomic, as DynamoDB's are (mailctl.local.atomic_writes).
 
 SES publishes a message's Send and Delivery events together; two invocations of the events function
 may record them at the same moment. On AWS the conditional write by rank leaves the recipient
@@ -14,6 +14,7 @@ import threading
 import time
 
 import moto.dynamodb.models as moto_dynamodb
+import moto.dynamodb.models.table as moto_table
 
 from mailctl.aws.dynamodb import StateTable
 from mailctl.local.counter_stream import CounterStream
@@ -35,6 +36,14 @@ def widen_moto_write_window(monkeypatch, seconds: float = 0.05) -> None:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(moto_dynamodb, "create_condition_expression_parser", slow)
+
+
+def stream_sequence_numbers(clients, table: StateTable) -> list[str]:
+    streams = clients.client("dynamodbstreams")
+    arn = table.change_stream()
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
 
 
 def test_send_and_delivery_events_recorded_at_the_same_moment_leave_each_recipient_delivered(stack, clients, monkeypatch):
@@ -62,14 +71,36 @@ def test_send_and_delivery_events_recorded_at_the_same_moment_leave_each_recipie
     assert sorted(item["event"] for item in items) == ["delivered"] * 8
 
     # And every change has its own stream sequence number
-    streams = clients.client("dynamodbstreams")
-    arn = table.change_stream()
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    sequence_numbers = [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
+    sequence_numbers = stream_sequence_numbers(clients, table)
     assert len(sequence_numbers) == len(set(sequence_numbers)) > 0
 
     # And the counters, taken from the stream, agree with the items: 8 delivered, no send left over
     CounterStream(clients, resume=False).drain()
     totals = counters.sum_items(table.counter_items(JOB, counters.COUNTER_SHARDS))
     assert totals.by_prefix(counters.EVENT_PREFIX) == {"delivered": 8}
+
+
+def test_writes_to_different_items_at_the_same_moment_get_sequence_numbers_of_their_own(stack, clients, monkeypatch):
+    # Given moto building each stream record slowly (it numbers a record before it builds it)
+    class SlowRecord(moto_table.StreamRecord):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.02)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(moto_table, "StreamRecord", SlowRecord)
+    state = StateStore(clients.config.table, client=clients.dynamodb)
+
+    # When 4 writers record 5 deliveries each, all to different recipients, at the same moment
+    def writer(n: int) -> None:
+        for m in range(5):
+            state.record_delivery(f"job#{JOB}", f"delivery#{JOB}#w{n}-{m}", 30, {"event": "delivered"}, 2_000_000_000)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Then the stream holds every change, each with a sequence number of its own
+    sequence_numbers = stream_sequence_numbers(clients, StateTable(clients.dynamodb, clients.config.table))
+    assert len(sequence_numbers) >= 20 and len(sequence_numbers) == len(set(sequence_numbers))
