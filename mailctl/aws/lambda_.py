@@ -7,7 +7,7 @@ Named `lambda_` because `lambda` is a keyword. Missing things are None, not erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,20 +37,7 @@ class LambdaAdapter:
     def event_source_mapping(self, function_name: str, queue_arn: str) -> dict[str, Any] | None:
         """The mapping from `queue_arn` to the function (UUID, State, BatchSize, FunctionResponseTypes,
         ScalingConfig, ...), or None when the function or the mapping does not exist."""
-        mappings: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"FunctionName": function_name, "EventSourceArn": queue_arn}
-        while True:
-            response = None
-            with _missing_is_none(), aws_call(f"event source mapping {function_name} <- {_queue_name(queue_arn)}"):
-                response = self.client.list_event_source_mappings(**kwargs)
-            if response is None:  # the function does not exist
-                return None
-            mappings.extend(response.get("EventSourceMappings", []))
-            if not response.get("NextMarker"):
-                break
-            kwargs["Marker"] = response["NextMarker"]
-        # Some endpoints ignore the filters; keep only the mapping of this queue.
-        matching = [m for m in mappings if m.get("EventSourceArn") == queue_arn]
+        matching = self._mappings(queue_arn, function_name, f"event source mapping {function_name} <- {_queue_name(queue_arn)}")
         if not matching:
             return None
         mapping = matching[0]
@@ -61,11 +48,22 @@ class LambdaAdapter:
 
     def mappings_from(self, event_source_arn: str) -> list[dict[str, Any]]:
         """Every event source mapping reading `event_source_arn` (a queue or a table's stream)."""
+        return self._mappings(event_source_arn, None, f"event source mappings of {event_source_arn}") or []
+
+    def _mappings(self, event_source_arn: str, function_name: str | None, what: str) -> list[dict[str, Any]] | None:
+        """ListEventSourceMappings, every page, of this source (and function, if named); None when
+        the named function does not exist."""
         mappings: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"EventSourceArn": event_source_arn}
+        if function_name:
+            kwargs["FunctionName"] = function_name
         while True:
-            with aws_call(f"event source mappings of {event_source_arn}"):
+            response = None
+            with _missing_is_none() if function_name else nullcontext(), aws_call(what):
                 response = self.client.list_event_source_mappings(**kwargs)
+            if response is None:  # the function does not exist
+                return None
+            # Some endpoints ignore the filters; keep only the mappings of this source.
             mappings.extend(m for m in response.get("EventSourceMappings", []) if m.get("EventSourceArn") == event_source_arn)
             if not response.get("NextMarker"):
                 return mappings
