@@ -77,31 +77,35 @@ def report(table: StateTable, manifest: dict[str, Any]) -> CanaryReport | None:
     result = CanaryReport(size=int(draw.get("size") or 0), seed=seed,
                           held=manifest.get(JOB_PAUSED_BY) == canary.PAUSED_BY and bool(manifest.get(JOB_PAUSED_AT)))
 
-    def mine(email: str | None) -> bool:
-        return bool(email) and canary.is_canary(seed, limit, recipient_key(email))
+    def canary_key(email: str | None) -> str | None:
+        """The recipient's key if it is in the canary."""
+        key = recipient_key(email) if email else None
+        return key if key and canary.is_canary(seed, limit, key) else None
 
     known: set[str] = set()  # recipient keys: an unknown send may still get its SES outcome
 
     for record in table.job_records(manifest["job_id"], int(manifest.get("idempotency_shards") or 1)):
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
-        if str(record.get("sk", "")).startswith("recipient#") and mine(data.get("email")):
+        key = canary_key(data.get("email")) if str(record.get("sk", "")).startswith("recipient#") else None
+        if key:
             outcome = data.get("outcome")
             result.sent += outcome == "sent"
             result.failed += outcome == "failed"
             result.skipped += outcome == "skipped"
             result.unknown += outcome == "unknown"
             if outcome in ("failed", "skipped", "unknown"):
-                known.add(recipient_key(data["email"]))
+                known.add(key)
     for page in delivery.delivery_pages(table, manifest):
         for item in page:
             email = (item.get("email") or {}).get("S")
             event = (item.get("event") or {}).get("S")
-            if mine(email) and event in FINAL:
+            key = canary_key(email) if event in FINAL else None
+            if key:
                 result.outcomes += 1
                 result.delivered += event in ("delivered", "complained")
                 result.bounced_permanent += event == "bounced_permanent"
                 result.complained += event == "complained"
-                known.add(recipient_key(email))
+                known.add(key)
     result.known = len(known)
     return result
 
