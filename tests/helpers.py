@@ -204,3 +204,19 @@ def share_strings(path: Path, furigana: dict[str, str] | None = None) -> Path:
         for name, data in parts.items():
             archive.writestr(name, data)
     return path
+
+
+def stream_records(clients, table: str) -> tuple[str, list[dict]]:
+    """Every record in the table's stream (moto keeps one shard), and that shard's id."""
+    streams = clients.client("dynamodbstreams")
+    arn = clients.dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    found: list[dict] = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator)
+        if not page["Records"]:
+            break
+        found += page["Records"]
+        iterator = page.get("NextShardIterator")
+    return shard, found

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from mail_sender import contract, counters
+from tests.helpers import stream_records
 
 _events = importlib.import_module("tests.lambda.events")
 _harness = importlib.import_module("tests.lambda.harness")
@@ -112,22 +113,6 @@ def test_the_counters_follow_a_record_a_late_invocation_overwrote(sender_env):
 
 
 # --- the counters function: exactly once per stream record ---------------------------------------------
-
-
-def stream_records(clients, table: str) -> tuple[str, list[dict]]:
-    """Every record in the table's stream (moto keeps one shard), and that shard's id."""
-    streams = clients.client("dynamodbstreams")
-    arn = clients.dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    found: list[dict] = []
-    while iterator:
-        page = streams.get_records(ShardIterator=iterator)
-        if not page["Records"]:
-            break
-        found += page["Records"]
-        iterator = page.get("NextShardIterator")
-    return shard, found
 
 
 def counts_of(clients, table: str, job_id: str) -> dict:

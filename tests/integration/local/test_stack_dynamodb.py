@@ -22,6 +22,7 @@ from mailctl.local.simulator import events_for_send
 from mail_sender import counters
 from mail_sender.events import EventRecorder
 from mail_sender.state import StateStore
+from tests.helpers import stream_records
 
 JOB = "job-atomic"
 
@@ -36,14 +37,6 @@ def widen_moto_write_window(monkeypatch, seconds: float = 0.05) -> None:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(moto_dynamodb, "create_condition_expression_parser", slow)
-
-
-def stream_sequence_numbers(clients, table: StateTable) -> list[str]:
-    streams = clients.client("dynamodbstreams")
-    arn = table.change_stream()
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    return [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
 
 
 def test_send_and_delivery_events_recorded_at_the_same_moment_leave_each_recipient_delivered(stack, clients, monkeypatch):
@@ -71,7 +64,7 @@ def test_send_and_delivery_events_recorded_at_the_same_moment_leave_each_recipie
     assert sorted(item["event"] for item in items) == ["delivered"] * 8
 
     # And every change has its own stream sequence number
-    sequence_numbers = stream_sequence_numbers(clients, table)
+    sequence_numbers = [r["dynamodb"]["SequenceNumber"] for r in stream_records(clients, clients.config.table)[1]]
     assert len(sequence_numbers) == len(set(sequence_numbers)) > 0
 
     # And the counters, taken from the stream, agree with the items: 8 delivered, no send left over
@@ -102,5 +95,5 @@ def test_writes_to_different_items_at_the_same_moment_get_sequence_numbers_of_th
         thread.join(timeout=60)
 
     # Then the stream holds every change, each with a sequence number of its own
-    sequence_numbers = stream_sequence_numbers(clients, StateTable(clients.dynamodb, clients.config.table))
+    sequence_numbers = [r["dynamodb"]["SequenceNumber"] for r in stream_records(clients, clients.config.table)[1]]
     assert len(sequence_numbers) >= 20 and len(sequence_numbers) == len(set(sequence_numbers))
